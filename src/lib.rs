@@ -1,0 +1,1 @@
+//! ctxcore: work in progress.
