@@ -345,6 +345,9 @@ unsafe fn finalize(e: *const Entry, guard: &Guard) -> Option<*const Entry> {
     // SAFETY: not freed before the deferred destroy below runs.
     let entry = unsafe { &*e };
     live::add(live_kind(&entry.kind), -1);
+    if let Kind::Node(node) = &entry.kind {
+        node.release_timer();
+    }
     let owner = match entry.kind {
         Kind::Node(_) if !entry.owner.is_null() => Some(entry.owner),
         _ => None,
