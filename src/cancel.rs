@@ -25,9 +25,16 @@ use crate::timer;
 use std::any::Any;
 use std::cell::Cell;
 
+#[cfg(not(loom))]
 thread_local! {
     /// How many cancel walks this thread is inside (callbacks may cancel, re-entering).
     static WALKING: Cell<usize> = const { Cell::new(0) };
+}
+
+// loom's `thread_local!` takes no `const` initializer.
+#[cfg(loom)]
+thread_local! {
+    static WALKING: Cell<usize> = Cell::new(0);
 }
 
 /// A panic caught from a callback during a walk.

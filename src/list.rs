@@ -40,7 +40,9 @@
 //! # Orderings
 //!
 //! - push's successful CAS is Release: it publishes the entry's fields to whoever reads the
-//!   head with Acquire (close, remove's walk).
+//!   head with Acquire (close, remove's walk). push's loads of the head (first read, CAS
+//!   failure) are Acquire: a push that finds the list closed synchronizes with the close,
+//!   so the pusher then sees the owner's DONE (set before the close).
 //! - close's swap and the walk's `fetch_or` are AcqRel: Acquire to read entries pushed or
 //!   links rewritten before, Release so that a remover that later sees DETACHED also sees
 //!   that the canceller owns the entry.
@@ -202,7 +204,10 @@ impl Listeners {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
         let new = Shared::from(e);
-        let mut head = self.head.load(Ordering::Relaxed, guard);
+        // Acquire (here and on CAS failure): a push that reads DETACHED synchronizes with
+        // close's swap, so the caller's next load of the owner's state sees DONE (found by
+        // loom model m01: with Relaxed, a child or waiter could see "closed" but "not done").
+        let mut head = self.head.load(Ordering::Acquire, guard);
         loop {
             if head.tag() & DETACHED != 0 {
                 return false;
@@ -211,7 +216,7 @@ impl Listeners {
             // Release: publishes the entry's fields with it (see "Orderings").
             match self
                 .head
-                .compare_exchange(head, new, Ordering::Release, Ordering::Relaxed, guard)
+                .compare_exchange(head, new, Ordering::Release, Ordering::Acquire, guard)
             {
                 Ok(_) => return true,
                 Err(err) => head = err.current,
@@ -247,7 +252,15 @@ impl Listeners {
             let keep = next.tag() & DELETED == 0 && visit(e);
             if !keep {
                 // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.
-                unsafe { unlink_done(cur.as_raw(), guard) };
+                if let Some(owner) = unsafe { unlink_done(cur.as_raw(), guard) } {
+                    // A node entry finalized here (a child dropped while the list closed)
+                    // hands back its count on this list's node (invariant 5); dropping it
+                    // leaked the node (found by loom model m02). The walker keeps the node
+                    // alive by its own reference, so this is not its last count, or, if it
+                    // is, the node's LINKED is the walker's and `remove` returns at once.
+                    // SAFETY: a counted reference handed to us by the finalized entry.
+                    unsafe { release(owner) };
+                }
             }
             cur = next.with_tag(0);
         }

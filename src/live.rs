@@ -96,16 +96,42 @@ std::thread_local! {
 /// Adds `delta` to `counter` on this thread's block.
 #[inline]
 pub(crate) fn add(counter: Counter, delta: i64) {
-    if cfg!(loom) {
-        return;
+    #[cfg(loom)]
+    {
+        // Loom runs every thread of a model on its test's OS thread: a std thread-local
+        // keeps per-model counts outside the modelled state (read by `crate::__loom`).
+        LOOM_COUNTS.with(|c| c[counter as usize].set(c[counter as usize].get() + delta));
     }
+    #[cfg(not(loom))]
     let done = MINE.try_with(|c| {
         let slot = &c.0.counts[counter as usize];
         // Only this thread writes this block, so load + store cannot lose an update.
         slot.store(slot.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
     });
+    #[cfg(not(loom))]
     if done.is_err() {
         SPILL[counter as usize].fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    static LOOM_COUNTS: [std::cell::Cell<i64>; COUNTERS] =
+        const { [const { std::cell::Cell::new(0) }; COUNTERS] };
+}
+
+/// The counts of the current loom model run, and reset them to zero if `reset`.
+#[cfg(loom)]
+pub(crate) fn loom_counts(reset: bool) -> LiveCounts {
+    let c: [i64; COUNTERS] = LOOM_COUNTS.with(|c| {
+        std::array::from_fn(|i| if reset { c[i].replace(0) } else { c[i].get() })
+    });
+    LiveCounts {
+        contexts: c[0],
+        timers: c[1],
+        waiters: c[2],
+        callbacks: c[3],
+        group_tasks: c[4],
     }
 }
 
