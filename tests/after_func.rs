@@ -1,4 +1,5 @@
 //! Behaviour 13: `after_func`.
+mod common;
 use ctxcore::Context;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -18,6 +19,7 @@ fn counter() -> (Arc<AtomicUsize>, impl Fn() -> Box<dyn FnOnce() + Send>) {
 
 #[test]
 fn runs_once_on_the_cancelling_thread_after_state_is_published() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let seen = Arc::new(Mutex::new(None));
     let (s, c) = (seen.clone(), ctx.clone());
@@ -38,6 +40,7 @@ fn runs_once_on_the_cancelling_thread_after_state_is_published() {
 
 #[test]
 fn already_done_runs_at_once_here() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     h.cancel();
     let here = thread::current().id();
@@ -50,6 +53,7 @@ fn already_done_runs_at_once_here() {
 
 #[test]
 fn stop_prevents_and_reports() {
+    let _leaks = common::leak_check();
     let (n, mk) = counter();
     let (ctx, h) = Context::background().with_cancel();
     let a = ctx.after_func(mk());
@@ -63,6 +67,7 @@ fn stop_prevents_and_reports() {
 
 #[test]
 fn dropping_after_func_does_not_stop_it() {
+    let _leaks = common::leak_check();
     let (n, mk) = counter();
     let (ctx, h) = Context::background().with_cancel();
     drop(ctx.after_func(mk()));
@@ -72,6 +77,7 @@ fn dropping_after_func_does_not_stop_it() {
 
 #[test]
 fn parent_cancel_reaches_callbacks_of_dropped_children() {
+    let _leaks = common::leak_check();
     let (n, mk) = counter();
     let (parent, ph) = Context::background().with_cancel();
     {
@@ -89,6 +95,7 @@ fn parent_cancel_reaches_callbacks_of_dropped_children() {
 
 #[test]
 fn deadline_runs_callbacks_on_the_timer_thread() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(10));
     let name = Arc::new(Mutex::new(None));
     let n = name.clone();
@@ -107,6 +114,7 @@ fn deadline_runs_callbacks_on_the_timer_thread() {
 
 #[test]
 fn never_done_context_never_runs_and_stop_is_true_once() {
+    let _leaks = common::leak_check();
     let (n, mk) = counter();
     let a = Context::background().after_func(mk());
     assert!(a.stop());
@@ -116,6 +124,7 @@ fn never_done_context_never_runs_and_stop_is_true_once() {
 
 #[test]
 fn stop_racing_cancel_agrees_with_what_happened() {
+    let _leaks = common::leak_check();
     for _ in 0..500 {
         let (n, mk) = counter();
         let (ctx, h) = Context::background().with_cancel();
@@ -135,6 +144,7 @@ fn stop_racing_cancel_agrees_with_what_happened() {
 
 #[test]
 fn callback_may_use_and_cancel_contexts() {
+    let _leaks = common::leak_check();
     let (parent, ph) = Context::background().with_cancel();
     let (other, oh) = Context::background().with_cancel();
     let oh = Arc::new(oh);
@@ -156,6 +166,7 @@ fn callback_may_use_and_cancel_contexts() {
 
 #[test]
 fn panicking_callback_does_not_stop_the_others() {
+    let _leaks = common::leak_check();
     let (n, mk) = counter();
     let (ctx, h) = Context::background().with_cancel();
     let (child, _ch) = ctx.with_cancel();
@@ -194,6 +205,7 @@ mod common_waker {
 
 #[test]
 fn repeated_register_and_stop_does_not_grow() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
     for _ in 0..10_000 {

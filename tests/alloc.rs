@@ -1,4 +1,5 @@
 //! Allocation budgets (DESIGN.md), counted by a global allocator on the calling thread.
+mod common;
 use ctxcore::Context;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -48,6 +49,7 @@ fn warm_up() {
 
 #[test]
 fn allocation_budgets() {
+    let _leaks = common::leak_check();
     warm_up();
     let (roots, n) = allocs(|| (Context::background(), Context::todo()));
     assert_eq!(n, 0, "roots allocate nothing");

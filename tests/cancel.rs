@@ -1,10 +1,12 @@
 //! Behaviours 2, 3, 4 and 14: cancellation trees, idempotence, handles.
+mod common;
 use ctxcore::{Context, Error};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 #[test]
 fn cancel_marks_child_not_parent() {
+    let _leaks = common::leak_check();
     let (parent, _ph) = Context::background().with_cancel();
     let (child, ch) = parent.with_cancel();
     ch.cancel();
@@ -15,6 +17,7 @@ fn cancel_marks_child_not_parent() {
 
 #[test]
 fn cancelling_a_parent_reaches_every_descendant_before_returning() {
+    let _leaks = common::leak_check();
     let (root, rh) = Context::background().with_cancel();
     let mut all = Vec::new();
     let mut handles = Vec::new();
@@ -39,6 +42,7 @@ fn cancelling_a_parent_reaches_every_descendant_before_returning() {
 
 #[test]
 fn cancelling_a_child_leaves_parent_and_siblings() {
+    let _leaks = common::leak_check();
     let (parent, _ph) = Context::background().with_cancel();
     let (a, ah) = parent.with_cancel();
     let (b, _bh) = parent.with_cancel();
@@ -50,6 +54,7 @@ fn cancelling_a_child_leaves_parent_and_siblings() {
 
 #[test]
 fn child_of_done_parent_is_born_done_with_its_error_and_cause() {
+    let _leaks = common::leak_check();
     let (parent, ph) = Context::background().with_cancel();
     ph.cancel_with_cause("shutting down");
     let (child, _h) = parent.with_cancel();
@@ -64,6 +69,7 @@ fn child_of_done_parent_is_born_done_with_its_error_and_cause() {
 
 #[test]
 fn cancel_is_idempotent_and_first_cause_wins() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     h.cancel_with_cause("first");
     h.cancel_with_cause("second");
@@ -73,6 +79,7 @@ fn cancel_is_idempotent_and_first_cause_wins() {
 
 #[test]
 fn concurrent_cancels_agree_on_one_winner() {
+    let _leaks = common::leak_check();
     for _ in 0..200 {
         let (ctx, h) = Context::background().with_cancel();
         let (child, _ch) = ctx.with_cancel();
@@ -102,6 +109,7 @@ fn concurrent_cancels_agree_on_one_winner() {
 
 #[test]
 fn cancel_racing_a_parent_cancel() {
+    let _leaks = common::leak_check();
     for _ in 0..200 {
         let (parent, ph) = Context::background().with_cancel();
         let (child, ch) = parent.with_cancel();
@@ -117,6 +125,7 @@ fn cancel_racing_a_parent_cancel() {
 
 #[test]
 fn derive_racing_cancel_always_ends_done() {
+    let _leaks = common::leak_check();
     for _ in 0..200 {
         let (parent, ph) = Context::background().with_cancel();
         let p2 = parent.clone();
@@ -130,6 +139,7 @@ fn derive_racing_cancel_always_ends_done() {
 
 #[test]
 fn dropping_the_handle_cancels_and_disarm_does_not() {
+    let _leaks = common::leak_check();
     let (a, ah) = Context::background().with_cancel();
     drop(ah);
     assert_eq!(a.err(), Some(Error::Canceled));
@@ -146,6 +156,7 @@ fn dropping_the_handle_cancels_and_disarm_does_not() {
 
 #[test]
 fn handle_cancels_from_another_thread() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     thread::spawn(move || h.cancel()).join().unwrap();
     assert!(ctx.is_done());

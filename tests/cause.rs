@@ -1,4 +1,5 @@
 //! Behaviour 9: causes.
+mod common;
 use ctxcore::{Context, Error};
 use std::fmt;
 use std::time::Duration;
@@ -14,12 +15,14 @@ impl std::error::Error for Overloaded {}
 
 #[test]
 fn none_until_done() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_cancel();
     assert!(ctx.cause().is_none());
 }
 
 #[test]
 fn custom_cause_is_downcastable_and_inherited() {
+    let _leaks = common::leak_check();
     let (parent, ph) = Context::background().with_cancel();
     let (child, _ch) = parent.with_cancel();
     ph.cancel_with_cause(Overloaded(7));
@@ -33,6 +36,7 @@ fn custom_cause_is_downcastable_and_inherited() {
 
 #[test]
 fn plain_cancel_cause_is_the_error() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     h.cancel();
     assert_eq!(
@@ -43,6 +47,7 @@ fn plain_cancel_cause_is_the_error() {
 
 #[test]
 fn deadline_cause_is_deadline_exceeded() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(1));
     ctx.wait();
     assert_eq!(
@@ -53,6 +58,7 @@ fn deadline_cause_is_deadline_exceeded() {
 
 #[test]
 fn cause_after_child_own_cancel_is_kept_over_parent() {
+    let _leaks = common::leak_check();
     let (parent, ph) = Context::background().with_cancel();
     let (child, ch) = parent.with_cancel();
     ch.cancel_with_cause("child first");
@@ -63,6 +69,7 @@ fn cause_after_child_own_cancel_is_kept_over_parent() {
 
 #[test]
 fn string_and_boxed_causes() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(Overloaded(1));
     h.cancel_with_cause(boxed);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn deadline_fires_with_nobody_polling() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(20));
     let fired = Arc::new(AtomicBool::new(false));
     let f = fired.clone();
@@ -24,6 +25,7 @@ fn deadline_fires_with_nobody_polling() {
 
 #[test]
 fn never_fires_early() {
+    let _leaks = common::leak_check();
     for ms in [1u64, 3, 10] {
         let d = Instant::now() + Duration::from_millis(ms);
         let (ctx, _h) = Context::background().with_deadline(d);
@@ -35,6 +37,7 @@ fn never_fires_early() {
 
 #[test]
 fn earlier_parent_deadline_wins() {
+    let _leaks = common::leak_check();
     let near = Instant::now() + Duration::from_millis(30);
     let far = near + Duration::from_secs(3600);
     let (parent, _ph) = Context::background().with_deadline(near);
@@ -52,6 +55,7 @@ fn earlier_parent_deadline_wins() {
 
 #[test]
 fn values_and_cancel_children_report_the_deadline() {
+    let _leaks = common::leak_check();
     let d = Instant::now() + Duration::from_secs(60);
     let (ctx, _h) = Context::background().with_deadline(d);
     let (c, _ch) = ctx.with_value(1u8).with_cancel();
@@ -61,6 +65,7 @@ fn values_and_cancel_children_report_the_deadline() {
 
 #[test]
 fn past_deadline_is_born_done() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_deadline(Instant::now() - Duration::from_secs(1));
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     assert_eq!(
@@ -73,6 +78,7 @@ fn past_deadline_is_born_done() {
 
 #[test]
 fn done_parent_decides_over_past_deadline() {
+    let _leaks = common::leak_check();
     let (p, ph) = Context::background().with_cancel();
     ph.cancel();
     let (c, _h) = p.with_deadline(Instant::now() - Duration::from_secs(1));
@@ -81,6 +87,7 @@ fn done_parent_decides_over_past_deadline() {
 
 #[test]
 fn unrepresentable_timeouts_mean_no_deadline() {
+    let _leaks = common::leak_check();
     let root = Context::background();
     let (a, _h) = root.with_timeout(Duration::MAX);
     assert!(a.deadline().is_none());
@@ -99,6 +106,7 @@ fn unrepresentable_timeouts_mean_no_deadline() {
 
 #[test]
 fn with_timeout_is_now_plus_timeout() {
+    let _leaks = common::leak_check();
     let before = Instant::now();
     let (ctx, _h) = Context::background().with_timeout(Duration::from_secs(10));
     let d = ctx.deadline().unwrap();
@@ -108,6 +116,7 @@ fn with_timeout_is_now_plus_timeout() {
 
 #[test]
 fn cancel_before_deadline_keeps_canceled() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_timeout(Duration::from_millis(10));
     h.cancel();
     std::thread::sleep(Duration::from_millis(30));
@@ -116,6 +125,7 @@ fn cancel_before_deadline_keeps_canceled() {
 
 #[test]
 fn many_timers_all_fire_in_deadline_order() {
+    let _leaks = common::leak_check();
     let start = Instant::now();
     let ctxs: Vec<_> = (0..200)
         .map(|i| Context::background().with_timeout(Duration::from_millis(5 + (i % 40))))
@@ -129,6 +139,7 @@ fn many_timers_all_fire_in_deadline_order() {
 
 #[test]
 fn disarmed_timers_are_reclaimed() {
+    let _leaks = common::leak_check();
     let before = ctxcore::live::snapshot();
     for _ in 0..10_000 {
         let (_ctx, h) = Context::background().with_timeout(Duration::from_secs(30));

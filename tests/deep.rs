@@ -1,4 +1,5 @@
 //! Behaviour 16: no recursion on depth. 1,000,000-deep chains on a 2 MiB stack.
+mod common;
 use ctxcore::Context;
 use std::thread;
 
@@ -15,6 +16,7 @@ fn on_small_stack(f: impl FnOnce() + Send + 'static) {
 
 #[test]
 fn cancel_and_drop_a_deep_chain() {
+    let _leaks = common::leak_check();
     on_small_stack(|| {
         let before = ctxcore::live::snapshot();
         let (root, root_handle) = Context::background().with_cancel();
@@ -29,7 +31,7 @@ fn cancel_and_drop_a_deep_chain() {
         assert!(ctx.is_done(), "the leaf is done when cancel returns");
         drop(handles);
         drop(ctx);
-        drop(root);
+        drop((root, root_handle));
         ctxcore::live::wait_for_baseline(&before, std::time::Duration::from_secs(10))
             .expect("every node released");
     });
@@ -37,6 +39,7 @@ fn cancel_and_drop_a_deep_chain() {
 
 #[test]
 fn drop_a_deep_chain_without_cancelling() {
+    let _leaks = common::leak_check();
     on_small_stack(|| {
         let before = ctxcore::live::snapshot();
         let (root, root_handle) = Context::background().with_cancel();
@@ -48,8 +51,7 @@ fn drop_a_deep_chain_without_cancelling() {
         }
         assert!(!ctx.is_done());
         drop(ctx); // releases the whole chain, leaf first
-        root_handle.cancel();
-        drop(root);
+        drop((root, root_handle));
         ctxcore::live::wait_for_baseline(&before, std::time::Duration::from_secs(10))
             .expect("every node released");
     });
@@ -57,6 +59,7 @@ fn drop_a_deep_chain_without_cancelling() {
 
 #[test]
 fn drop_a_deep_value_chain() {
+    let _leaks = common::leak_check();
     on_small_stack(|| {
         let mut ctx = Context::background();
         for i in 0..DEPTH {
@@ -69,6 +72,7 @@ fn drop_a_deep_value_chain() {
 
 #[test]
 fn deep_mixed_chain_with_timeouts_and_values() {
+    let _leaks = common::leak_check();
     on_small_stack(|| {
         let (root, root_handle) = Context::background().with_cancel();
         let mut ctx = root.clone();

@@ -1,4 +1,5 @@
 //! Behaviour 14 and the "no growth" hard cases: long-lived parents stay small.
+mod common;
 use ctxcore::Context;
 use std::future::Future;
 use std::task::Waker;
@@ -8,6 +9,7 @@ const N: usize = if cfg!(miri) { 1_000 } else { 1_000_000 };
 
 #[test]
 fn a_million_children_created_and_dropped() {
+    let _leaks = common::leak_check();
     let (parent, ph) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
     for i in 0..N {
@@ -29,6 +31,7 @@ fn a_million_children_created_and_dropped() {
 
 #[test]
 fn children_dropped_out_of_order_leave_the_list() {
+    let _leaks = common::leak_check();
     let (parent, ph) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
     let mut kids: Vec<_> = (0..10_000).map(|_| parent.with_cancel()).collect();
@@ -47,6 +50,7 @@ fn children_dropped_out_of_order_leave_the_list() {
 
 #[test]
 fn done_futures_polled_once_and_dropped() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
     for _ in 0..100_000 {
@@ -59,6 +63,7 @@ fn done_futures_polled_once_and_dropped() {
 
 #[test]
 fn timeouts_created_and_cancelled_do_not_accumulate() {
+    let _leaks = common::leak_check();
     let (parent, _ph) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
     for _ in 0..200_000 {

@@ -1,9 +1,11 @@
 //! Behaviours 1 and 15: roots, and what a `Context` is as a type.
+mod common;
 use ctxcore::{CancelHandle, Context};
 use std::time::{Duration, Instant};
 
 #[test]
 fn background_and_todo_are_never_done() {
+    let _leaks = common::leak_check();
     for ctx in [Context::background(), Context::todo()] {
         assert!(!ctx.is_done());
         assert_eq!(ctx.err(), None);
@@ -19,6 +21,7 @@ fn background_and_todo_are_never_done() {
 
 #[test]
 fn roots_differ_only_in_debug() {
+    let _leaks = common::leak_check();
     assert_eq!(
         format!("{:?}", Context::background()),
         "Context::background()"
@@ -32,6 +35,7 @@ fn roots_differ_only_in_debug() {
 
 #[test]
 fn context_is_a_cheap_shareable_value() {
+    let _leaks = common::leak_check();
     fn assert_traits<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
     fn assert_send_sync<T: Send + Sync>() {}
     assert_traits::<Context>();
@@ -42,6 +46,7 @@ fn context_is_a_cheap_shareable_value() {
 
 #[test]
 fn clones_observe_the_same_cancellation() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let clones: Vec<Context> = (0..10).map(|_| ctx.clone()).collect();
     h.cancel();
@@ -50,5 +55,6 @@ fn clones_observe_the_same_cancellation() {
 
 #[test]
 fn default_is_background() {
+    let _leaks = common::leak_check();
     assert_eq!(format!("{:?}", Context::default()), "Context::background()");
 }

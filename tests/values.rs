@@ -1,4 +1,5 @@
 //! Behaviours 7 and 8: values and `without_cancel`.
+mod common;
 use ctxcore::Context;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ struct Trace(u64);
 
 #[test]
 fn nearest_value_wins_and_parents_never_see_children() {
+    let _leaks = common::leak_check();
     let root = Context::background().with_value(User("root"));
     let child = root.with_value(User("child")).with_value(Trace(9));
     assert_eq!(child.value::<User>(), Some(&User("child")));
@@ -20,6 +22,7 @@ fn nearest_value_wins_and_parents_never_see_children() {
 
 #[test]
 fn values_survive_every_derivation() {
+    let _leaks = common::leak_check();
     let ctx = Context::background().with_value(User("u"));
     let (a, _h) = ctx.with_cancel();
     let (b, _h) = a.with_timeout(std::time::Duration::from_secs(60));
@@ -32,6 +35,7 @@ fn values_survive_every_derivation() {
 
 #[test]
 fn zero_sized_and_non_clone_values() {
+    let _leaks = common::leak_check();
     struct Marker;
     struct NotClone(std::sync::Mutex<u8>);
     let ctx = Context::background()
@@ -45,6 +49,7 @@ fn zero_sized_and_non_clone_values() {
 
 #[test]
 fn deep_chains_find_every_type() {
+    let _leaks = common::leak_check();
     let mut ctx = Context::background().with_value(User("bottom"));
     for i in 0..10_000u64 {
         ctx = ctx.with_value(Trace(i));
@@ -59,6 +64,7 @@ fn deep_chains_find_every_type() {
 
 #[test]
 fn many_distinct_types_spill_and_still_work() {
+    let _leaks = common::leak_check();
     macro_rules! types { ($($t:ident),*) => { $(#[derive(Debug, PartialEq)] struct $t(u8);)* } }
     types!(A, B, C, D, E, F, G, H, I, J);
     let ctx = Context::background()
@@ -79,6 +85,7 @@ fn many_distinct_types_spill_and_still_work() {
 
 #[test]
 fn values_are_dropped_exactly_once() {
+    let _leaks = common::leak_check();
     struct Counted(Arc<AtomicUsize>);
     impl Drop for Counted {
         fn drop(&mut self) {
@@ -100,6 +107,7 @@ fn values_are_dropped_exactly_once() {
 
 #[test]
 fn without_cancel_is_never_done_and_independent() {
+    let _leaks = common::leak_check();
     let (parent, ph) = Context::background()
         .with_value(Trace(1))
         .with_timeout(std::time::Duration::from_millis(5));
@@ -115,6 +123,7 @@ fn without_cancel_is_never_done_and_independent() {
 
 #[test]
 fn values_cross_threads() {
+    let _leaks = common::leak_check();
     let ctx = Context::background()
         .with_value(User("sent"))
         .with_value(Trace(3));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn done_resolves_at_once_when_already_done() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     h.cancel();
     let mut d = Box::pin(ctx.done());
@@ -21,6 +22,7 @@ fn done_resolves_at_once_when_already_done() {
 
 #[test]
 fn done_wakes_every_future_and_thread() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let wakers: Vec<Arc<CountingWaker>> = (0..100).map(|_| Arc::default()).collect();
     let mut futs: Vec<_> = (0..100).map(|_| Box::pin(ctx.done_owned())).collect();
@@ -58,6 +60,7 @@ fn done_wakes_every_future_and_thread() {
 
 #[test]
 fn done_futures_on_a_never_done_context_stay_pending() {
+    let _leaks = common::leak_check();
     let ctx = Context::background();
     let mut d = Box::pin(ctx.done());
     assert!(poll_once(&mut d, Waker::noop()).is_pending());
@@ -68,6 +71,7 @@ fn done_futures_on_a_never_done_context_stay_pending() {
 
 #[test]
 fn done_repolled_with_a_new_waker_wakes_the_new_one() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let first = Arc::new(CountingWaker::default());
     let second = Arc::new(CountingWaker::default());
@@ -81,6 +85,7 @@ fn done_repolled_with_a_new_waker_wakes_the_new_one() {
 
 #[test]
 fn done_future_dropped_leaves_nothing_behind() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
     for _ in 0..10_000 {
@@ -93,6 +98,7 @@ fn done_future_dropped_leaves_nothing_behind() {
 
 #[test]
 fn done_is_send_and_owned_is_static() {
+    let _leaks = common::leak_check();
     fn send<T: Send>(_: &T) {}
     fn stat<T: Send + 'static>(_: &T) {}
     let ctx = Context::background();
@@ -102,6 +108,7 @@ fn done_is_send_and_owned_is_static() {
 
 #[test]
 fn wait_blocks_until_cancel() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let woke = Arc::new(AtomicBool::new(false));
     let w = woke.clone();
@@ -119,6 +126,7 @@ fn wait_blocks_until_cancel() {
 
 #[test]
 fn wait_timeout_reports_which_came_first() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let start = Instant::now();
     assert!(!ctx.wait_timeout(Duration::from_millis(20)));
@@ -136,12 +144,14 @@ fn wait_timeout_reports_which_came_first() {
 
 #[test]
 fn run_returns_output_when_the_future_wins() {
+    let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_cancel();
     assert_eq!(block_on(ctx.run(async { 5 })), Ok(5));
 }
 
 #[test]
 fn run_returns_err_and_drops_the_future_when_done_first() {
+    let _leaks = common::leak_check();
     struct Probe(Arc<AtomicBool>);
     impl Drop for Probe {
         fn drop(&mut self) {
@@ -167,6 +177,7 @@ fn run_returns_err_and_drops_the_future_when_done_first() {
 
 #[test]
 fn run_checks_the_context_before_polling() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     h.cancel();
     let polled = Arc::new(AtomicBool::new(false));
@@ -181,6 +192,7 @@ fn run_checks_the_context_before_polling() {
 
 #[test]
 fn run_accepts_non_send_non_unpin_futures_and_is_send_when_they_are() {
+    let _leaks = common::leak_check();
     fn send<T: Send>(_: T) {}
     let ctx = Context::background();
     send(ctx.run(async {}));
@@ -199,6 +211,7 @@ fn run_accepts_non_send_non_unpin_futures_and_is_send_when_they_are() {
 
 #[test]
 fn run_wakes_on_cancel_from_another_thread() {
+    let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
     let t = thread::spawn(move || {
         thread::sleep(Duration::from_millis(20));
@@ -211,6 +224,7 @@ fn run_wakes_on_cancel_from_another_thread() {
 
 #[test]
 fn futures_poll_fn_type_check() {
+    let _leaks = common::leak_check();
     // `Done` is a Future<Output = ()>.
     fn is_future<F: Future<Output = ()>>(_: &F) {}
     let ctx = Context::background();

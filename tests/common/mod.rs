@@ -53,3 +53,35 @@ pub fn poll_once<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Outpu
 
 /// Generous bound for "this happens soon" on a shared 2-core machine.
 pub const SOON: Duration = Duration::from_secs(5);
+
+/// Proves a test leaked nothing: on drop, waits for ctxcore's live counts to come back to
+/// what they were when the guard was made, and fails the test with the list of what is
+/// still alive otherwise.
+///
+/// Exact under nextest (`ci/test.sh`), which runs each test in its own process. Under plain
+/// `cargo test`, tests share a process and each other's contexts would show up in the
+/// counts, so the guard only checks there when `CTXCORE_LEAK_CHECK=1` (with
+/// `--test-threads=1`).
+pub struct LeakCheck {
+    baseline: Option<ctxcore::live::LiveCounts>,
+}
+
+pub fn leak_check() -> LeakCheck {
+    let isolated = std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test")
+        || std::env::var("CTXCORE_LEAK_CHECK").as_deref() == Ok("1");
+    LeakCheck {
+        baseline: isolated.then(ctxcore::live::snapshot),
+    }
+}
+
+impl Drop for LeakCheck {
+    fn drop(&mut self) {
+        if let Some(base) = &self.baseline {
+            if !thread::panicking() {
+                if let Err(report) = ctxcore::live::wait_for_baseline(base, SOON) {
+                    panic!("leak check failed: {report}");
+                }
+            }
+        }
+    }
+}
