@@ -1,1 +1,5 @@
 //! ctxcore: work in progress.
+
+pub mod group;
+#[cfg(unix)]
+pub mod signal;
