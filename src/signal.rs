@@ -264,7 +264,9 @@ fn invalid(message: String) -> io::Error {
 /// Checks every signal and removes duplicates.
 fn validate(signals: &[i32]) -> io::Result<Vec<c_int>> {
     if signals.is_empty() {
-        return Err(invalid("ctxcore::signal::notify_on: no signal to listen to".into()));
+        return Err(invalid(
+            "ctxcore::signal::notify_on: no signal to listen to".into(),
+        ));
     }
     let mut checked: Vec<c_int> = Vec::with_capacity(signals.len());
     for &signal in signals {

@@ -5,10 +5,17 @@ use ctxcore::{Context, Error};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(10);
+
+/// The live counters are process-wide: under `cargo test` (one process, many threads) the tests
+/// of this file take turns, so each one's counts are its own. (nextest runs one per process.)
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -26,6 +33,7 @@ struct NotSync(Cell<u32>);
 
 #[test]
 fn first_error_cancels_context_with_opaque_cause_and_wait_returns_it() {
+    let _serial = serial();
     let (group, ctx) = Group::<NotSync>::with_context(&Context::background());
     let sibling_saw_cancel = Arc::new(AtomicBool::new(false));
     let saw = sibling_saw_cancel.clone();
@@ -34,7 +42,10 @@ fn first_error_cancels_context_with_opaque_cause_and_wait_returns_it() {
         Ok(())
     });
     group.spawn(|_| Err(NotSync(Cell::new(7))));
-    assert!(ctx.wait_timeout(LONG), "the error must cancel the group context");
+    assert!(
+        ctx.wait_timeout(LONG),
+        "the error must cancel the group context"
+    );
     assert_eq!(ctx.err(), Some(Error::Canceled));
     let cause = ctx.cause().unwrap();
     assert!(cause.downcast_ref::<TaskFailed>().is_some(), "{cause:?}");
@@ -45,19 +56,27 @@ fn first_error_cancels_context_with_opaque_cause_and_wait_returns_it() {
 
 #[test]
 fn panic_becomes_panicked_with_its_message_and_cancels() {
+    let _serial = serial();
     let (group, ctx) = Group::<()>::with_context(&Context::background());
     group.spawn(|_| panic!("boom {}", 7));
     assert!(ctx.wait_timeout(LONG));
     let cause = ctx.cause().unwrap();
-    assert_eq!(cause.downcast_ref::<TaskPanicked>().unwrap().message(), "boom 7");
+    assert_eq!(
+        cause.downcast_ref::<TaskPanicked>().unwrap().message(),
+        "boom 7"
+    );
     assert!(cause.to_string().contains("boom 7"));
     // The caller's thread is not unwound: `wait` returns normally.
     let result = catch_unwind(AssertUnwindSafe(move || group.wait()));
-    assert_eq!(result.unwrap(), Err(GroupError::Panicked("boom 7".to_string())));
+    assert_eq!(
+        result.unwrap(),
+        Err(GroupError::Panicked("boom 7".to_string()))
+    );
 }
 
 #[test]
 fn wait_returns_the_first_failure_not_a_later_one() {
+    let _serial = serial();
     let (group, _ctx) = Group::<&'static str>::with_context(&Context::background());
     group.spawn(|_| Err("first"));
     for _ in 0..4 {
@@ -75,20 +94,28 @@ fn wait_returns_the_first_failure_not_a_later_one() {
 
 #[test]
 fn clean_wait_cancels_with_plain_canceled_after_every_task_finished() {
+    let _serial = serial();
     let (group, ctx) = Group::<()>::with_context(&Context::background());
     let finished = Arc::new(AtomicUsize::new(0));
     for _ in 0..8 {
         let finished = finished.clone();
         group.spawn(move |ctx| {
             std::thread::sleep(Duration::from_millis(30));
-            assert!(!ctx.is_done(), "nothing failed: not cancelled before wait returns");
+            assert!(
+                !ctx.is_done(),
+                "nothing failed: not cancelled before wait returns"
+            );
             finished.fetch_add(1, Ordering::SeqCst);
             Ok(())
         });
     }
     assert!(!ctx.is_done());
     assert_eq!(group.wait(), Ok(()));
-    assert_eq!(finished.load(Ordering::SeqCst), 8, "wait returned before a task finished");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        8,
+        "wait returned before a task finished"
+    );
     assert_eq!(ctx.err(), Some(Error::Canceled));
     assert_eq!(
         ctx.cause().unwrap().downcast_ref::<Error>(),
@@ -98,6 +125,7 @@ fn clean_wait_cancels_with_plain_canceled_after_every_task_finished() {
 
 #[test]
 fn tasks_receive_the_group_context() {
+    let _serial = serial();
     let (parent, cancel_parent) = Context::background().with_cancel();
     let (group, ctx) = Group::<()>::with_context(&parent);
     let (tx, rx) = mpsc::channel();
@@ -108,13 +136,17 @@ fn tasks_receive_the_group_context() {
     });
     std::thread::sleep(Duration::from_millis(20));
     cancel_parent.cancel();
-    assert_eq!(rx.recv_timeout(LONG).unwrap(), (true, Some(Error::Canceled)));
+    assert_eq!(
+        rx.recv_timeout(LONG).unwrap(),
+        (true, Some(Error::Canceled))
+    );
     assert!(ctx.is_done());
     group.wait().unwrap();
 }
 
 #[test]
 fn spawn_on_a_done_group_still_runs_the_task() {
+    let _serial = serial();
     let (parent, cancel_parent) = Context::background().with_cancel();
     cancel_parent.cancel();
     let (group, ctx) = Group::<()>::with_context(&parent);
@@ -132,6 +164,7 @@ fn spawn_on_a_done_group_still_runs_the_task() {
 
 #[test]
 fn group_is_send_and_sync_and_spawns_from_many_threads() {
+    let _serial = serial();
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Group<NotSync>>();
     assert_send_sync::<Group<std::cell::RefCell<String>>>();
@@ -157,6 +190,7 @@ fn group_is_send_and_sync_and_spawns_from_many_threads() {
 
 #[test]
 fn a_task_spawns_a_sibling_through_a_shared_group() {
+    let _serial = serial();
     let (group, ctx) = Group::<&'static str>::with_context(&Context::background());
     let group = Arc::new(group);
     let shared = group.clone();
@@ -187,6 +221,7 @@ fn a_task_spawns_a_sibling_through_a_shared_group() {
 
 #[test]
 fn the_last_arc_dropped_inside_a_task_does_not_deadlock() {
+    let _serial = serial();
     let (group, ctx) = Group::<()>::with_context(&Context::background());
     let group = Arc::new(group);
     let (tx, rx) = mpsc::channel();
@@ -200,12 +235,14 @@ fn the_last_arc_dropped_inside_a_task_does_not_deadlock() {
     });
     drop(group);
     go.send(()).unwrap();
-    rx.recv_timeout(LONG).expect("drop on the task's own thread deadlocked");
+    rx.recv_timeout(LONG)
+        .expect("drop on the task's own thread deadlocked");
     assert!(ctx.is_done());
 }
 
 #[test]
 fn live_counters_count_tasks_and_return_to_baseline() {
+    let _serial = serial();
     let baseline = ctxcore::live::snapshot();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     let barrier = Arc::new(Barrier::new(4));
@@ -218,9 +255,11 @@ fn live_counters_count_tasks_and_return_to_baseline() {
         });
     }
     barrier.wait();
-    assert!(ctxcore::live::snapshot().group_tasks >= baseline.group_tasks + 3);
+    let during = ctxcore::live::snapshot().group_tasks;
     barrier.wait();
     group.wait().unwrap();
+    // Absolute, not relative to `baseline`: other tests in this process may finish tasks.
+    assert!(during >= 3, "3 running tasks, {during} counted");
     ctxcore::live::wait_for_baseline(&baseline, Duration::from_secs(5))
         .unwrap_or_else(|report| panic!("leak after wait: {report}"));
 }
@@ -229,6 +268,7 @@ fn live_counters_count_tasks_and_return_to_baseline() {
 
 #[test]
 fn never_more_than_limit_tasks_run_at_once() {
+    let _serial = serial();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     group.set_limit(3);
     let running = Arc::new(AtomicUsize::new(0));
@@ -246,11 +286,15 @@ fn never_more_than_limit_tasks_run_at_once() {
     group.wait().unwrap();
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= 3, "peak {peak} exceeds the limit");
-    assert!(peak >= 2, "peak {peak}: the limit did not let tasks run in parallel");
+    assert!(
+        peak >= 2,
+        "peak {peak}: the limit did not let tasks run in parallel"
+    );
 }
 
 #[test]
 fn spawn_blocks_while_at_the_limit_until_a_slot_frees() {
+    let _serial = serial();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     group.set_limit(1);
     let (release, gate) = mpsc::channel::<()>();
@@ -265,8 +309,9 @@ fn spawn_blocks_while_at_the_limit_until_a_slot_frees() {
             second_spawned.store(true, Ordering::SeqCst);
         });
         std::thread::sleep(Duration::from_millis(100));
-        assert!(!second_spawned.load(Ordering::SeqCst), "spawn did not wait for a slot");
+        let spawned_early = second_spawned.load(Ordering::SeqCst);
         release.send(()).unwrap();
+        assert!(!spawned_early, "spawn did not wait for a slot");
     });
     assert!(second_spawned.load(Ordering::SeqCst));
     group.wait().unwrap();
@@ -274,6 +319,7 @@ fn spawn_blocks_while_at_the_limit_until_a_slot_frees() {
 
 #[test]
 fn try_spawn_refuses_at_the_limit_and_drops_f_unrun() {
+    let _serial = serial();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     group.set_limit(1);
     let (release, gate) = mpsc::channel::<()>();
@@ -290,7 +336,11 @@ fn try_spawn_refuses_at_the_limit_and_drops_f_unrun() {
         flag.store(true, Ordering::SeqCst);
         Ok(())
     }));
-    assert_eq!(Arc::strong_count(&token), 1, "the refused closure was not dropped");
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "the refused closure was not dropped"
+    );
     release.send(()).unwrap();
     group.wait().unwrap();
     assert!(!ran.load(Ordering::SeqCst));
@@ -298,6 +348,7 @@ fn try_spawn_refuses_at_the_limit_and_drops_f_unrun() {
 
 #[test]
 fn limit_zero_try_spawn_refuses_and_spawn_panics_clearly() {
+    let _serial = serial();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     group.set_limit(0);
     assert!(!group.try_spawn(|_| Ok(())));
@@ -320,6 +371,7 @@ fn limit_zero_try_spawn_refuses_and_spawn_panics_clearly() {
 
 #[test]
 fn changing_the_limit_while_tasks_run_panics() {
+    let _serial = serial();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     let (release, gate) = mpsc::channel::<()>();
     group.spawn(move |_| {
@@ -335,6 +387,7 @@ fn changing_the_limit_while_tasks_run_panics() {
 
 #[test]
 fn the_limit_may_change_once_tasks_are_done() {
+    let _serial = serial();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     group.set_limit(1);
     group.spawn(|_| Ok(()));
@@ -353,6 +406,7 @@ fn the_limit_may_change_once_tasks_are_done() {
 
 #[test]
 fn drop_without_wait_cancels_and_joins_every_task() {
+    let _serial = serial();
     let baseline = ctxcore::live::snapshot();
     let (group, ctx) = Group::<()>::with_context(&Context::background());
     let finished = Arc::new(AtomicUsize::new(0));
@@ -366,7 +420,11 @@ fn drop_without_wait_cancels_and_joins_every_task() {
         });
     }
     drop(group);
-    assert_eq!(finished.load(Ordering::SeqCst), 4, "a task outlived its group");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        4,
+        "a task outlived its group"
+    );
     assert_eq!(ctx.err(), Some(Error::Canceled));
     assert_eq!(
         ctx.cause().unwrap().downcast_ref::<Error>(),
@@ -379,6 +437,7 @@ fn drop_without_wait_cancels_and_joins_every_task() {
 
 #[test]
 fn many_short_tasks_do_not_accumulate() {
+    let _serial = serial();
     let (group, _ctx) = Group::<()>::with_context(&Context::background());
     group.set_limit(2);
     let count = Arc::new(AtomicUsize::new(0));

@@ -173,7 +173,10 @@ mod tests {
         let p = std::panic::catch_unwind(|| panic!("formatted {}", 1)).unwrap_err();
         assert_eq!(panic_message(&*p), "formatted 1");
         let p = std::panic::catch_unwind(|| std::panic::panic_any(5_u8)).unwrap_err();
-        assert_eq!(panic_message(&*p), "a panic with a payload that is not a string");
+        assert_eq!(
+            panic_message(&*p),
+            "a panic with a payload that is not a string"
+        );
     }
 
     #[test]
