@@ -244,7 +244,7 @@ fn the_last_arc_dropped_inside_a_task_does_not_deadlock() {
 fn live_counters_count_tasks_and_return_to_baseline() {
     let _serial = serial();
     let baseline = ctxcore::live::snapshot();
-    let (group, _ctx) = Group::<()>::with_context(&Context::background());
+    let (group, ctx) = Group::<()>::with_context(&Context::background());
     let barrier = Arc::new(Barrier::new(4));
     for _ in 0..3 {
         let barrier = barrier.clone();
@@ -258,6 +258,7 @@ fn live_counters_count_tasks_and_return_to_baseline() {
     let during = ctxcore::live::snapshot().group_tasks;
     barrier.wait();
     group.wait().unwrap();
+    drop(ctx);
     // Absolute, not relative to `baseline`: other tests in this process may finish tasks.
     assert!(during >= 3, "3 running tasks, {during} counted");
     ctxcore::live::wait_for_baseline(&baseline, Duration::from_secs(5))

@@ -138,7 +138,7 @@ fn sync_wait_covers_async_and_thread_tasks_together() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _enter = rt.enter();
     let baseline = ctxcore::live::snapshot();
-    let (group, _ctx) = Group::<()>::with_context(&Context::background());
+    let (group, ctx) = Group::<()>::with_context(&Context::background());
     let done = Arc::new(AtomicUsize::new(0));
     for i in 0..6 {
         let done = done.clone();
@@ -158,6 +158,7 @@ fn sync_wait_covers_async_and_thread_tasks_together() {
     }
     group.wait().unwrap();
     assert_eq!(done.load(Ordering::SeqCst), 6);
+    drop(ctx);
     ctxcore::live::wait_for_baseline(&baseline, Duration::from_secs(5))
         .unwrap_or_else(|report| panic!("{report}"));
 }
@@ -181,6 +182,7 @@ fn dropping_the_group_aborts_and_joins_async_tasks() {
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(ctx.is_done());
         assert!(!finished.load(Ordering::SeqCst));
+        drop(ctx);
         ctxcore::live::wait_for_baseline(&baseline, Duration::from_secs(5))
             .unwrap_or_else(|report| panic!("{report}"));
     });
