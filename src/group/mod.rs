@@ -127,7 +127,10 @@ const PRUNE_MIN: usize = 64;
 
 impl<E> TaskTable<E> {
     fn has_slot(&self) -> bool {
-        self.limit.is_none_or(|limit| self.running < limit)
+        match self.limit {
+            None => true,
+            Some(limit) => self.running < limit,
+        }
     }
 
     /// Joins the threads that have already finished, so a long-lived group does not keep one
