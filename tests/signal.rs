@@ -66,6 +66,19 @@ fn a_signal_cancels_with_a_named_cause() {
 }
 
 #[test]
+fn notify_listens_to_sigint_and_sigterm() {
+    let (ctx, guard) = notify(&Context::background()).unwrap();
+    assert_ne!(disposition(libc::SIGINT), libc::SIG_DFL);
+    assert_ne!(disposition(libc::SIGTERM), libc::SIG_DFL);
+    raise(libc::SIGINT); // with its default disposition this would end the test process
+    assert!(ctx.wait_timeout(LONG));
+    assert_eq!(ctx.cause().unwrap().to_string(), "received signal SIGINT");
+    drop(guard);
+    eventually("SIGINT's default is back", || disposition(libc::SIGINT) == libc::SIG_DFL);
+    eventually("SIGTERM's default is back", || disposition(libc::SIGTERM) == libc::SIG_DFL);
+}
+
+#[test]
 fn the_default_disposition_comes_back_after_the_signal() {
     let sig = rt(1);
     set_disposition(sig, libc::SIG_DFL);
