@@ -74,8 +74,12 @@ fn notify_listens_to_sigint_and_sigterm() {
     assert!(ctx.wait_timeout(LONG));
     assert_eq!(ctx.cause().unwrap().to_string(), "received signal SIGINT");
     drop(guard);
-    eventually("SIGINT's default is back", || disposition(libc::SIGINT) == libc::SIG_DFL);
-    eventually("SIGTERM's default is back", || disposition(libc::SIGTERM) == libc::SIG_DFL);
+    eventually("SIGINT's default is back", || {
+        disposition(libc::SIGINT) == libc::SIG_DFL
+    });
+    eventually("SIGTERM's default is back", || {
+        disposition(libc::SIGTERM) == libc::SIG_DFL
+    });
 }
 
 #[test]

@@ -295,7 +295,8 @@ impl<E: Send + 'static> Group<E> {
 
     /// Runs `f` on a new thread, with a clone of the group's context.
     ///
-    /// Blocks while the group is at its limit, until a slot frees. The task runs even if the
+    /// Blocks while the group is at its limit, until a slot frees (in async code, use
+    /// `spawn_async`, which never blocks). The task runs even if the
     /// group's context is already done (as in Go): tasks check their context. An `Err` or a
     /// panic from `f` cancels the group's context (see [`wait`](Group::wait)); a panic is
     /// caught on the task's thread and never reaches the caller. If the operating system
@@ -376,6 +377,9 @@ impl<E: Send + 'static> Group<E> {
         table.running += 1;
         table.active += 1;
         table.prune_threads();
+        // Released before the thread starts: if the OS refuses the thread, `spawn` drops the
+        // closure, and with it the guard, whose `finish` takes the mutex.
+        drop(table);
         crate::live::group_task_started();
         let guard = ThreadTaskGuard {
             shared: Arc::clone(&self.shared),
@@ -396,15 +400,14 @@ impl<E: Send + 'static> Group<E> {
                 // `guard` drops here: the task counts as finished (invariant 3).
             });
         match spawned {
-            Ok(handle) => table.threads.push(handle),
-            Err(e) => {
-                // The closure (with `f` and the guard inside) was dropped by `spawn`, so the
-                // guard's `finish` needs the mutex: release it first.
-                drop(table);
-                self.shared.record(GroupError::Panicked(format!(
-                    "could not start a thread for a group task: {e}"
-                )));
-            }
+            // Pushed after the thread started: `wait` and `drop` cannot run meanwhile (they
+            // need the group itself, which `&self` borrows), and until the task finishes
+            // `active` counts it anyway.
+            Ok(handle) => self.shared.lock().threads.push(handle),
+            // The task already counts as finished (its guard was dropped with the closure).
+            Err(e) => self.shared.record(GroupError::Panicked(format!(
+                "could not start a thread for a group task: {e}"
+            ))),
         }
     }
 
@@ -459,6 +462,8 @@ impl<E> Drop for Group<E> {
     /// Async tasks are aborted first (a task at an `.await` stops there). Inside a
     /// current-thread tokio runtime, which cannot run them while this thread blocks, the
     /// aborted async tasks are released by the runtime's next turn instead of being waited for.
+    /// Outside any runtime, the drop waits for the aborted tasks to be released, which needs
+    /// their runtime to be running: prefer `wait_async` for async tasks.
     fn drop(&mut self) {
         self.shared.cancel.cancel();
         #[cfg(feature = "tokio")]

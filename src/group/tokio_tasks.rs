@@ -131,13 +131,15 @@ impl<E: Send + 'static> Group<E> {
         }
         table.active += 1;
         table.asyncs.active += 1;
+        // Released before spawning: on a runtime that is shutting down, `spawn` drops the
+        // future at once, and with it the guard, whose `finish` takes the mutex.
+        drop(table);
         crate::live::group_task_started();
         let mut guard = AsyncTaskGuard {
             shared: Arc::clone(&self.shared),
             held_slot: false,
         };
         let ctx = self.ctx.clone();
-        // Spawned under the mutex, so the abort handle is in the table before `Drop` can look.
         let task = runtime.spawn(async move {
             guard.take_slot().await;
             let outcome = match catch_unwind(AssertUnwindSafe(move || f(ctx))) {
@@ -159,7 +161,8 @@ impl<E: Send + 'static> Group<E> {
             }
             // `guard` drops here: the task counts as finished (invariant 3).
         });
-        table.asyncs.push(task.abort_handle());
+        // `Drop` cannot run before this (it needs the group, which `&self` borrows).
+        self.shared.lock().asyncs.push(task.abort_handle());
     }
 
     /// Waits, without blocking a thread, for every task (async and thread tasks) to finish,
