@@ -224,3 +224,27 @@ fn spawn_async_outside_a_runtime_panics_clearly() {
     assert!(text.contains("tokio runtime"), "{text}");
     group.wait().unwrap();
 }
+
+#[test]
+fn a_task_dropped_by_a_shut_down_runtime_fails_the_group_instead_of_hanging() {
+    let _serial = serial();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let handle = runtime.handle().clone();
+    drop(runtime);
+    let _enter = handle.enter();
+    let (group, ctx) = Group::<()>::with_context(&Context::background());
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    group.spawn_async(move |_| async move {
+        flag.store(true, Ordering::SeqCst);
+        Ok(())
+    });
+    let failure = group.wait().unwrap_err();
+    assert!(failure.is_panic(), "{failure:?}");
+    assert!(
+        format!("{failure:?}").contains("runtime shut down"),
+        "{failure:?}"
+    );
+    assert!(!ran.load(Ordering::SeqCst));
+    assert!(ctx.is_done());
+}

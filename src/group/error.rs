@@ -23,7 +23,8 @@ use std::fmt;
 pub enum GroupError<E> {
     /// A task returned `Err(e)`; this is `e`, unchanged.
     Task(E),
-    /// A task panicked (or its thread could not be started); this is the panic message.
+    /// A task panicked; this is the panic message. Also a task that could not run to its end
+    /// for another reason: its thread could not be started, or its runtime dropped it.
     Panicked(String),
 }
 

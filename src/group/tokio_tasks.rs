@@ -33,10 +33,14 @@ impl AsyncTable {
     }
 }
 
-/// Finishes an async task when dropped: when it completes, and also when it is aborted.
+/// Finishes an async task when dropped: when it completes, and also when it is aborted or
+/// dropped by its runtime.
 struct AsyncTaskGuard<E> {
     shared: Arc<Shared<E>>,
     held_slot: bool,
+    /// Set when the task's body has run to its end; a guard dropped without it belongs to a
+    /// task that was cut short, which is a failure of the group.
+    completed: bool,
 }
 
 impl<E> AsyncTaskGuard<E> {
@@ -62,6 +66,14 @@ impl<E> AsyncTaskGuard<E> {
 
 impl<E> Drop for AsyncTaskGuard<E> {
     fn drop(&mut self) {
+        if !self.completed {
+            // Aborted by the group's `Drop` (the failure is then never read), or dropped by a
+            // runtime that shut down before the task could finish.
+            self.shared.record(GroupError::Panicked(
+                "an async group task was dropped before it finished (its runtime shut down)"
+                    .to_string(),
+            ));
+        }
         self.shared.finish(self.held_slot, true);
     }
 }
@@ -92,7 +104,8 @@ impl<E: Send + 'static> Group<E> {
     /// calling `f` (it already counts as active, so [`set_limit`](Group::set_limit) panics and
     /// `wait` waits for it). Errors and panics (in `f` or in the future) count as for
     /// [`spawn`](Group::spawn). Async tasks are aborted when the group is dropped without
-    /// waiting.
+    /// waiting. A task that its runtime drops before it finishes (the runtime shut down) fails
+    /// the group with [`GroupError::Panicked`] saying so.
     ///
     /// # Panics
     ///
@@ -138,6 +151,7 @@ impl<E: Send + 'static> Group<E> {
         let mut guard = AsyncTaskGuard {
             shared: Arc::clone(&self.shared),
             held_slot: false,
+            completed: false,
         };
         let ctx = self.ctx.clone();
         let task = runtime.spawn(async move {
@@ -159,6 +173,7 @@ impl<E: Send + 'static> Group<E> {
             if let Some(failure) = failure {
                 guard.shared.record(failure);
             }
+            guard.completed = true;
             // `guard` drops here: the task counts as finished (invariant 3).
         });
         // `Drop` cannot run before this (it needs the group, which `&self` borrows).
