@@ -44,6 +44,11 @@ struct AsyncTaskGuard<E> {
 }
 
 impl<E> AsyncTaskGuard<E> {
+    /// Marks the task's body as run to its end (read by `Drop`).
+    fn complete(&mut self) {
+        self.completed = true;
+    }
+
     /// Waits, without blocking a thread, until the group has a free slot, and takes it.
     async fn take_slot(&mut self) {
         loop {
@@ -173,7 +178,7 @@ impl<E: Send + 'static> Group<E> {
             if let Some(failure) = failure {
                 guard.shared.record(failure);
             }
-            guard.completed = true;
+            guard.complete();
             // `guard` drops here: the task counts as finished (invariant 3).
         });
         // `Drop` cannot run before this (it needs the group, which `&self` borrows).
