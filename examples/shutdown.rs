@@ -9,8 +9,9 @@
 //! curl http://127.0.0.1:8889/shutdown                      # or press Ctrl-C
 //! ```
 //!
-//! The port can also come from the `CTXCORE_SHUTDOWN_PORT` environment variable. The server
-//! binds 127.0.0.1 only.
+//! The port can also come from the `CTXCORE_SHUTDOWN_PORT` environment variable, and the
+//! graceful shutdown's bound (default 3 s) from `CTXCORE_SHUTDOWN_GRACE_MS`. The server binds
+//! 127.0.0.1 only.
 
 use ctxcore::group::{Group, GroupError};
 use ctxcore::signal::{self, SignalReceived};
@@ -110,10 +111,15 @@ async fn serve_http(
     println!("shutting down server...");
     // Go's `server.Shutdown(timeoutCtx)`: the wait for open connections races a deadline.
     let (deadline, _cancel) = Context::background().with_timeout(grace);
-    deadline
-        .run(graceful.shutdown())
-        .await
-        .map_err(|_| Exit::ShutdownTimedOut)
+    match deadline.run(graceful.shutdown()).await {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            // Reported here too: when a signal or `/shutdown` ended the group, theirs is the
+            // failure `wait` returns.
+            println!("graceful shutdown timed out after {grace:?}: open connections cut");
+            Err(Exit::ShutdownTimedOut)
+        }
+    }
 }
 
 /// Runs the three members on `listener` until one of them exits; `ready` is called once the
@@ -168,8 +174,9 @@ pub async fn serve(
     result
 }
 
-/// The whole program on `port` (0: any free port): returns the process exit code.
-pub fn run(port: u16) -> i32 {
+/// The whole program on `port` (0: any free port), giving open connections `grace` to finish
+/// once it stops: returns the process exit code.
+pub fn run(port: u16, grace: Duration) -> i32 {
     let baseline = live::snapshot();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -186,7 +193,7 @@ pub fn run(port: u16) -> i32 {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
             .await
             .map_err(|e| GroupError::Task(Exit::Io(e)))?;
-        serve(&Context::background(), listener, SHUTDOWN_TIMEOUT, |addr| {
+        serve(&Context::background(), listener, grace, |addr| {
             println!("listening on http://{addr}");
             let _ = io::stdout().flush();
         })
@@ -232,5 +239,15 @@ fn main() {
             std::process::exit(2);
         }
     };
-    std::process::exit(run(port));
+    let grace = match std::env::var("CTXCORE_SHUTDOWN_GRACE_MS") {
+        Err(_) => SHUTDOWN_TIMEOUT,
+        Ok(text) => match text.parse() {
+            Ok(ms) => Duration::from_millis(ms),
+            Err(_) => {
+                eprintln!("CTXCORE_SHUTDOWN_GRACE_MS: not a number of milliseconds: {text:?}");
+                std::process::exit(2);
+            }
+        },
+    };
+    std::process::exit(run(port, grace));
 }

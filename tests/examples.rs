@@ -140,7 +140,11 @@ mod shutdown_program {
         if std::env::var_os(CHILD_ENV).is_none() {
             return;
         }
-        std::process::exit(shutdown::run(0));
+        let grace = std::env::var("CTXCORE_SHUTDOWN_GRACE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(shutdown::SHUTDOWN_TIMEOUT, Duration::from_millis);
+        std::process::exit(shutdown::run(0, grace));
     }
 
     /// The running example, killed if a test fails before it exits.
@@ -153,6 +157,10 @@ mod shutdown_program {
 
     impl Program {
         fn start() -> Program {
+            Program::start_with_grace(shutdown::SHUTDOWN_TIMEOUT)
+        }
+
+        fn start_with_grace(grace: Duration) -> Program {
             let mut child = Command::new(std::env::current_exe().unwrap())
                 .args([
                     "shutdown_program::shutdown_child",
@@ -161,6 +169,7 @@ mod shutdown_program {
                     "--nocapture",
                 ])
                 .env(CHILD_ENV, "1")
+                .env("CTXCORE_SHUTDOWN_GRACE_MS", grace.as_millis().to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
@@ -312,5 +321,46 @@ mod shutdown_program {
             program.seen
         );
         assert!(program.saw("leak check: ok"), "{:?}", program.seen);
+    }
+
+    #[test]
+    fn graceful_shutdown_is_bounded_by_its_timeout() {
+        let grace = Duration::from_millis(300);
+        let mut program = Program::start_with_grace(grace);
+        // A client that never finishes its request keeps its connection busy.
+        let mut stuck = TcpStream::connect_timeout(&program.addr, Duration::from_secs(5)).unwrap();
+        stuck
+            .write_all(b"GET /hello HTTP/1.1\r\nHost: stuck\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = Instant::now();
+        let pid = program.child.id() as libc::pid_t;
+        // SAFETY: sends SIGTERM to our own child process, which handles it.
+        let sent_ok = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent_ok, 0);
+        let status = program.wait_exit(Duration::from_secs(10));
+        let took = sent.elapsed();
+        assert!(
+            took >= grace,
+            "did not wait for the stuck connection: {took:?}"
+        );
+        assert!(took < grace + Duration::from_secs(1), "exit took {took:?}");
+        // The signal came first, so it is the group's failure; the timeout is reported too.
+        assert!(status.success(), "{status:?}; saw {:?}", program.seen);
+        assert!(
+            program.saw("exit: received signal SIGTERM"),
+            "{:?}",
+            program.seen
+        );
+        assert!(
+            program
+                .seen
+                .iter()
+                .any(|line| line.starts_with("graceful shutdown timed out after 300ms")),
+            "{:?}",
+            program.seen
+        );
+        assert!(program.saw("leak check: ok"), "{:?}", program.seen);
+        drop(stuck);
     }
 }
