@@ -535,3 +535,47 @@ mod errno {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_rejects_what_cannot_be_caught_and_dedupes() {
+        assert_eq!(
+            validate(&[libc::SIGINT, libc::SIGTERM, libc::SIGINT]).unwrap(),
+            vec![libc::SIGINT, libc::SIGTERM]
+        );
+        for bad in [
+            &[][..],
+            &[libc::SIGKILL],
+            &[libc::SIGSTOP],
+            &[libc::SIGSEGV],
+            &[0],
+            &[-3],
+            &[SIGNAL_BOUND as i32],
+        ] {
+            let err = validate(bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_cause_names_known_signals_and_numbers_others() {
+        assert_eq!(
+            SignalReceived::new(libc::SIGINT).to_string(),
+            "received signal SIGINT"
+        );
+        assert_eq!(SignalReceived::new(-7).to_string(), "received signal -7");
+    }
+
+    #[test]
+    fn the_handler_ignores_signals_nobody_listens_to() {
+        // Out of range, and in range with no listener: no write, no panic, errno kept.
+        errno::set(libc::EINTR);
+        on_signal(-1);
+        on_signal(SIGNAL_BOUND as c_int);
+        on_signal(libc::SIGWINCH);
+        assert_eq!(errno::get(), libc::EINTR);
+    }
+}

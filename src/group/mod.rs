@@ -385,20 +385,24 @@ impl<E: Send + 'static> Group<E> {
             shared: Arc::clone(&self.shared),
         };
         let ctx = self.ctx.clone();
-        let spawned = thread::Builder::new()
-            .name("ctxcore-group-task".into())
-            .spawn(move || {
-                let guard = guard;
-                let failure = match catch_unwind(AssertUnwindSafe(move || f(ctx))) {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(GroupError::Task(e)),
-                    Err(payload) => Some(GroupError::Panicked(panic_message(&*payload))),
-                };
-                if let Some(failure) = failure {
-                    guard.shared.record(failure);
-                }
-                // `guard` drops here: the task counts as finished (invariant 3).
-            });
+        let builder = thread::Builder::new().name("ctxcore-group-task".into());
+        #[cfg(test)]
+        let builder = match tests::FORCED_STACK_SIZE.with(std::cell::Cell::get) {
+            Some(size) => builder.stack_size(size),
+            None => builder,
+        };
+        let spawned = builder.spawn(move || {
+            let guard = guard;
+            let failure = match catch_unwind(AssertUnwindSafe(move || f(ctx))) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(GroupError::Task(e)),
+                Err(payload) => Some(GroupError::Panicked(panic_message(&*payload))),
+            };
+            if let Some(failure) = failure {
+                guard.shared.record(failure);
+            }
+            // `guard` drops here: the task counts as finished (invariant 3).
+        });
         match spawned {
             // Pushed after the thread started: `wait` and `drop` cannot run meanwhile (they
             // need the group itself, which `&self` borrows), and until the task finishes
@@ -510,5 +514,91 @@ fn join_tasks<E>(shared: &Shared<E>, skip_async: bool) {
             .changed
             .wait(table)
             .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    thread_local! {
+        /// Test mode: a stack size for the next task threads spawned from this thread (an
+        /// impossible one forces the "no thread" path).
+        pub(super) static FORCED_STACK_SIZE: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    fn table(limit: Option<usize>, running: usize) -> TaskTable<()> {
+        TaskTable {
+            limit,
+            running,
+            active: running,
+            first: None,
+            threads: Vec::new(),
+            prune_at: PRUNE_MIN,
+            #[cfg(feature = "tokio")]
+            asyncs: tokio_tasks::AsyncTable::default(),
+        }
+    }
+
+    #[test]
+    fn has_slot_follows_the_limit() {
+        assert!(table(None, usize::MAX - 1).has_slot());
+        assert!(!table(Some(0), 0).has_slot());
+        assert!(table(Some(2), 1).has_slot());
+        assert!(!table(Some(2), 2).has_slot());
+    }
+
+    #[test]
+    fn prune_joins_finished_threads_only_past_the_threshold() {
+        let mut t = table(None, 0);
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        t.threads.push(thread::spawn(move || {
+            let _ = gate.recv();
+        }));
+        for _ in 0..PRUNE_MIN {
+            t.threads.push(thread::spawn(|| {}));
+        }
+        while !t.threads[1..].iter().all(JoinHandle::is_finished) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        t.prune_threads();
+        assert_eq!(t.threads.len(), 1, "finished threads kept");
+        assert_eq!(t.prune_at, PRUNE_MIN);
+        t.prune_threads(); // below the threshold: nothing to do, the running one stays
+        assert_eq!(t.threads.len(), 1);
+        release.send(()).unwrap();
+        t.threads.pop().unwrap().join().unwrap();
+    }
+
+    /// Regression: a refused thread drops the task's guard inside `Builder::spawn`; that guard
+    /// takes the task table's mutex, which `spawn` used to hold there (a self-deadlock).
+    #[test]
+    fn a_refused_thread_fails_the_group_without_deadlock() {
+        let baseline = crate::live::snapshot().group_tasks;
+        let (group, ctx) = Group::<()>::with_context(&Context::background());
+        FORCED_STACK_SIZE.with(|size| size.set(Some(1 << 60)));
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        group.spawn(move |_| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        FORCED_STACK_SIZE.with(|size| size.set(None));
+        assert!(ctx.is_done(), "the failure cancels the group");
+        let cause = ctx.cause().unwrap();
+        assert!(
+            cause.to_string().contains("could not start a thread"),
+            "{cause}"
+        );
+        match group.wait() {
+            Err(GroupError::Panicked(message)) => {
+                assert!(message.starts_with("could not start a thread for a group task"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(crate::live::snapshot().group_tasks, baseline);
     }
 }
