@@ -58,6 +58,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 const SIGNAL_BOUND: usize = 128;
 
 /// Invariant 1: listening contexts per signal number.
+///
+/// Orderings: every access is SeqCst. The writers hold the registry mutex, but the reader is
+/// the signal handler, on whichever thread the kernel picks; a count raised before `sigaction`
+/// installs the handler must be seen by it. Changes are rare (a context starts or stops
+/// listening), so the strongest order costs nothing that matters and keeps the argument short.
 static LISTENING: [AtomicUsize; SIGNAL_BOUND] = [const { AtomicUsize::new(0) }; SIGNAL_BOUND];
 
 /// Write end of the self-pipe, or -1 before the watcher starts. Set once, never closed.
@@ -375,7 +380,7 @@ fn deliver(signal: c_int) {
 fn listen(registry: &mut Registry, signals: &[c_int]) -> io::Result<()> {
     for (done, &signal) in signals.iter().enumerate() {
         // Counted before the handler goes in, so a signal arriving right after is reported.
-        LISTENING[signal as usize].fetch_add(1, Ordering::SeqCst);
+        LISTENING[signal as usize].fetch_add(1, Ordering::SeqCst); // SeqCst: see `LISTENING`
         if registry.saved.iter().all(|&(s, _)| s != signal) {
             if let Err(e) = install(registry, signal) {
                 // Roll back this call: uncount everything counted, restore what it installed.
@@ -461,6 +466,7 @@ extern "C" fn on_signal(signal: c_int) {
     let Ok(index) = usize::try_from(signal) else {
         return;
     };
+    // SeqCst: pairs with the increments in `listen` (see `LISTENING`).
     if index >= SIGNAL_BOUND || LISTENING[index].load(Ordering::SeqCst) == 0 {
         return;
     }

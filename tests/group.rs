@@ -452,3 +452,67 @@ fn many_short_tasks_do_not_accumulate() {
     group.wait().unwrap();
     assert_eq!(count.load(Ordering::Relaxed), 300);
 }
+
+#[test]
+fn stress_many_spawners_with_a_limit_and_failures() {
+    let _serial = serial();
+    let baseline = ctxcore::live::snapshot();
+    let (group, ctx) = Group::<usize>::with_context(&Context::background());
+    group.set_limit(3);
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for spawner in 0..6 {
+            let group = &group;
+            let (running, peak, started, finished) = (&running, &peak, &started, &finished);
+            s.spawn(move || {
+                for i in 0..40 {
+                    let id = spawner * 100 + i;
+                    let (running, peak, started, finished) = (
+                        running.clone(),
+                        peak.clone(),
+                        started.clone(),
+                        finished.clone(),
+                    );
+                    let task = move |ctx: Context| {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        let failed = !ctx.is_done() && id % 37 == 5;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        finished.fetch_add(1, Ordering::SeqCst);
+                        if id % 53 == 7 {
+                            panic!("task {id} panics");
+                        }
+                        if failed {
+                            Err(id)
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    if i % 2 == 0 {
+                        group.spawn(task);
+                    } else {
+                        let _ = group.try_spawn(task);
+                    }
+                }
+            });
+        }
+    });
+    let result = group.wait();
+    assert!(result.is_err(), "some task failed or panicked");
+    assert!(peak.load(Ordering::SeqCst) <= 3);
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        finished.load(Ordering::SeqCst)
+    );
+    assert!(
+        started.load(Ordering::SeqCst) >= 120,
+        "every blocking spawn ran"
+    );
+    drop(ctx);
+    ctxcore::live::wait_for_baseline(&baseline, Duration::from_secs(5))
+        .unwrap_or_else(|report| panic!("{report}"));
+}
