@@ -248,3 +248,19 @@ fn a_task_dropped_by_a_shut_down_runtime_fails_the_group_instead_of_hanging() {
     assert!(!ran.load(Ordering::SeqCst));
     assert!(ctx.is_done());
 }
+
+#[test]
+fn wait_async_is_send_and_runs_inside_a_spawned_task() {
+    fn assert_send<T: Send>(value: T) -> T {
+        value
+    }
+    run(true, || async {
+        let (group, _ctx) = Group::<String>::with_context(&Context::background());
+        group.spawn_async(|_| async { Err("from a task".to_string()) });
+        let waited = tokio::spawn(assert_send(group.wait_async()));
+        assert_eq!(
+            waited.await.unwrap(),
+            Err(GroupError::Task("from a task".to_string()))
+        );
+    });
+}
