@@ -87,13 +87,16 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
     let mut panic = None;
     let mut stack: Vec<(*const Entry, bool)> = Vec::new();
     walk(e, &mut stack, &mut panic);
+    // One pin for the whole subtree: the pins taken inside (each list's walk) then nest,
+    // which costs no fence. A leaf cancel never gets here with work, and pins nothing.
+    let guard = (!stack.is_empty()).then(epoch::pin);
     while let Some((child, expanded)) = stack.pop() {
         if expanded {
             // SAFETY: we still own the child's LINKED (pushed by `walk`), so it is live.
             let child_state = &unsafe { &*child }.node().state;
             // This walk won the child's CAS, so the word is the one it wrote.
             child_state.mark_walked(child_state.load());
-            let guard = &epoch::pin();
+            let guard = guard.as_ref().expect("pinned when the stack had work");
             // SAFETY: we own its LINKED and give it up now; `guard` is pinned.
             unsafe { list::unlink_done(child, guard) };
         } else {
@@ -101,6 +104,7 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
             walk(child, &mut stack, &mut panic);
         }
     }
+    drop(guard);
     node.state.mark_walked(word);
     match panic {
         Some(p) => Err(p),
