@@ -381,6 +381,7 @@ pub(crate) unsafe fn release(e: *const Entry) {
         let entry = unsafe { &*e };
         // Release: our accesses happen before the finalizer's (see "Orderings").
         let prev = entry.refs.fetch_sub(1, Ordering::Release);
+        debug_assert!(prev & COUNT != 0, "entry count released below zero");
         if prev & COUNT != 1 {
             return;
         }

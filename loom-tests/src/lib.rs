@@ -18,7 +18,11 @@ pub fn model<F: Fn() -> After + Sync + Send + 'static>(f: F) {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(3);
     }
+    let bound = b.preemption_bound;
+    let executions = Arc::new(AtomicUsize::new(0));
+    let count = executions.clone();
     b.check(move || {
+        count.fetch_add(1, Ordering::Relaxed);
         __loom::begin();
         let after = f();
         let end = __loom::finish();
@@ -31,6 +35,10 @@ pub fn model<F: Fn() -> After + Sync + Send + 'static>(f: F) {
             check();
         }
     });
+    eprintln!(
+        "loom: {} executions explored, preemption bound {bound:?}",
+        executions.load(Ordering::Relaxed)
+    );
 }
 
 /// A check for [`model`]: `drops` counted exactly `n` drops once everything is freed.
