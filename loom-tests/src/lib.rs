@@ -27,12 +27,23 @@ pub fn model<F: Fn() -> After + Sync + Send + 'static>(f: F) {
         let after = f();
         let end = __loom::finish();
         assert!(end.retired_twice.is_empty(), "entries retired twice: {:?}", end.retired_twice);
-        assert_eq!(end.live, Default::default(), "live counts at the end of the execution");
-        if let Some(n) = end.still_allocated {
-            assert_eq!(n, 0, "list entries never freed");
+        let mut live = end.live;
+        if end.still_allocated.is_none() {
+            // Real epoch: a timer entry is freed with its node's memory, after this closure.
+            live.timers = 0;
         }
-        for check in after {
-            check();
+        assert_eq!(live, Default::default(), "live counts at the end of the execution");
+        match end.still_allocated {
+            Some(n) => {
+                assert_eq!(n, 0, "list entries never freed");
+                for check in after {
+                    check();
+                }
+            }
+            // The real epoch frees its garbage only when the execution's threads and
+            // collector are torn down, after this closure: what a freed entry owned cannot
+            // be counted here, so those checks run on the stand-in only.
+            None => drop(after),
         }
     });
     eprintln!(
