@@ -123,9 +123,8 @@ std::thread_local! {
 /// The counts of the current loom model run, and reset them to zero if `reset`.
 #[cfg(loom)]
 pub(crate) fn loom_counts(reset: bool) -> LiveCounts {
-    let c: [i64; COUNTERS] = LOOM_COUNTS.with(|c| {
-        std::array::from_fn(|i| if reset { c[i].replace(0) } else { c[i].get() })
-    });
+    let c: [i64; COUNTERS] = LOOM_COUNTS
+        .with(|c| std::array::from_fn(|i| if reset { c[i].replace(0) } else { c[i].get() }));
     LiveCounts {
         contexts: c[0],
         timers: c[1],
@@ -152,6 +151,15 @@ pub(crate) fn group_task_finished() {
 /// Counts are sums over threads read without stopping them, so a snapshot taken while
 /// other threads work is approximate; compare against a baseline with
 /// [`wait_for_baseline`], which retries until things settle.
+///
+/// ```
+/// let base = ctxcore::live::snapshot();
+/// let (ctx, _h) = ctxcore::Context::background().with_timeout(std::time::Duration::from_secs(9));
+/// let now = ctxcore::live::snapshot();
+/// assert!(now.contexts > base.contexts && now.timers > base.timers);
+/// println!("{now}"); // "1 contexts, 1 timers, 0 waiters, 0 callbacks, 0 group tasks"
+/// # drop(ctx);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LiveCounts {
     /// Cancellable contexts alive (every `with_cancel`/`with_deadline`/`with_timeout` node).
@@ -178,6 +186,13 @@ impl LiveCounts {
     }
 
     /// True if no count is above `baseline`'s.
+    ///
+    /// ```
+    /// use ctxcore::live::LiveCounts;
+    /// let base = LiveCounts { contexts: 2, ..LiveCounts::default() };
+    /// assert!(LiveCounts::default().within(&base));
+    /// assert!(!LiveCounts { waiters: 1, ..base }.within(&base));
+    /// ```
     pub fn within(&self, baseline: &LiveCounts) -> bool {
         self.fields()
             .iter()
@@ -201,6 +216,11 @@ impl fmt::Display for LiveCounts {
 }
 
 /// The current counts.
+///
+/// ```
+/// let counts = ctxcore::live::snapshot();
+/// assert!(counts.group_tasks >= 0);
+/// ```
 pub fn snapshot() -> LiveCounts {
     let mut sums = [0i64; COUNTERS];
     for (s, spill) in sums.iter_mut().zip(&SPILL) {
@@ -225,6 +245,16 @@ pub fn snapshot() -> LiveCounts {
 }
 
 /// What [`wait_for_baseline`] found still alive.
+///
+/// ```
+/// use ctxcore::live::{LeakReport, LiveCounts};
+/// let report = LeakReport {
+///     baseline: LiveCounts::default(),
+///     now: LiveCounts { contexts: 3, ..LiveCounts::default() },
+///     waited: std::time::Duration::from_millis(10),
+/// };
+/// assert!(report.to_string().contains("3 more contexts (0 -> 3)"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeakReport {
     /// The counts the caller expected to come back to.

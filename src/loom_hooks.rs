@@ -48,7 +48,12 @@ impl Drop for LoomTimer {
 
 /// Every timer armed since the last call (or [`begin`]), each handed out once.
 pub fn take_armed_timers() -> Vec<LoomTimer> {
-    ARMED.with(|a| a.borrow_mut().drain(..).map(|t| LoomTimer(t as *const TimerEntry)).collect())
+    ARMED.with(|a| {
+        a.borrow_mut()
+            .drain(..)
+            .map(|t| LoomTimer(t as *const TimerEntry))
+            .collect()
+    })
 }
 
 /// What was left at the end of an execution.

@@ -242,7 +242,12 @@ impl<T> Atomic<T> {
         self.data.store(new.data, ord);
     }
 
-    pub(crate) fn swap<'g>(&self, new: Shared<'_, T>, ord: Ordering, _: &'g Guard) -> Shared<'g, T> {
+    pub(crate) fn swap<'g>(
+        &self,
+        new: Shared<'_, T>,
+        ord: Ordering,
+        _: &'g Guard,
+    ) -> Shared<'g, T> {
         Shared::from_data(self.data.swap(new.data, ord))
     }
 
