@@ -119,6 +119,30 @@ MUTANTS = [
      """            for slot in parent_own.iter().chain(ph.map.iter()) {""",
      """            let _ = parent_own;
             for slot in ph.map.iter() {"""),
+    ("m03_child_vs_parent_cancel", "src/cancel.rs",
+     "a losing cancel returns without waiting for the winner's WALKED",
+     """        if WALKING.with(Cell::get) == 0 {
+            node.state.wait_walked();""",
+     """        if WALKING.with(Cell::get) == usize::MAX {
+            node.state.wait_walked();"""),
+    # Regressions: the two real bugs the models found, put back.
+    ("m01_derive_vs_cancel", "src/list.rs",
+     "REGRESSION (real bug 1): push reads the head Relaxed (first load and CAS failure), "
+     "so a pusher that finds the list closed may not see the owner's DONE",
+     """        let mut head = self.head.load(Ordering::Acquire, guard);""",
+     """        let mut head = self.head.load(Ordering::Relaxed, guard);"""
+     + "\n#RELAX_PUSH_CAS_FAILURE"),
+    ("m02_drop_child_vs_cancel", "src/list.rs",
+     "REGRESSION (real bug 2): the cancel walk drops the owner count handed back by a "
+     "child it finalized",
+     """                    unsafe { release(owner) };
+                }
+            }
+            cur = next.with_tag(0);""",
+     """                    let _ = owner;
+                }
+            }
+            cur = next.with_tag(0);"""),
 ]
 
 
@@ -151,7 +175,12 @@ def main():
                 print(f"MUTANT DOES NOT APPLY  {model}: {what} ({path})")
                 bad += 1
                 continue
-            open(f, "w").write(text.replace(old, new))
+            text = text.replace(old, new)
+            if "#RELAX_PUSH_CAS_FAILURE" in text:
+                text = text.replace("\n#RELAX_PUSH_CAS_FAILURE", "").replace(
+                    ".compare_exchange(head, new, Ordering::Release, Ordering::Acquire, guard)",
+                    ".compare_exchange(head, new, Ordering::Release, Ordering::Relaxed, guard)")
+            open(f, "w").write(text)
             start = time.time()
             r = subprocess.run(
                 ["cargo", "test", "--release", "--offline", "--test", model, "--", "--nocapture"],

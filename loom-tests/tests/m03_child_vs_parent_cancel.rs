@@ -65,3 +65,27 @@ fn child_and_parent_cancel_race_once_each() {
         vec![dropped(&drops, 2, "each cause")]
     });
 }
+
+/// Two cancels of one node racing, with a child: when the losing `cancel()` returns, the
+/// child is already done (the loser waits for the winner's WALKED).
+///
+/// Injected bug it caught: the loser returning without `wait_walked()`: it saw the child
+/// still live after its `cancel()` returned.
+#[test]
+fn losing_cancel_returns_after_the_walk() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (child, _child_handle) = parent.with_cancel();
+        let handle = Arc::new(handle);
+        let h = handle.clone();
+        let c = child.clone();
+        let t = thread::spawn(move || {
+            h.cancel();
+            assert!(c.is_done(), "cancel() returned before the child was done");
+        });
+        handle.cancel();
+        assert!(child.is_done(), "cancel() returned before the child was done");
+        t.join().unwrap();
+        vec![]
+    });
+}
