@@ -79,6 +79,9 @@ struct Callback {
     stopped: bool,
 }
 
+/// A `done_owned()` future that returned `Pending`, and the flag its waker sets.
+type PendingFuture = (Pin<Box<ctxcore::DoneOwned>>, Arc<Flag>);
+
 /// One context of the tree, with what the test hung on it.
 struct Rec {
     ctx: Context,
@@ -86,7 +89,7 @@ struct Rec {
     handle: Mutex<Option<CancelHandle>>,
     /// Set once a `cancel()` of this node has returned.
     cancelled: AtomicBool,
-    futures: Mutex<Vec<(Pin<Box<ctxcore::DoneOwned>>, Arc<Flag>)>>,
+    futures: Mutex<Vec<PendingFuture>>,
     callbacks: Mutex<Vec<Callback>>,
     /// `err()` the first time it was seen done.
     first_err: Mutex<Option<Error>>,
@@ -129,15 +132,25 @@ impl Rec {
 
     /// Invariants 1 and 3 for this (done) record.
     fn check_done_and_woken(&self) {
-        assert!(self.ctx.is_done(), "a descendant of a cancelled node is live");
+        assert!(
+            self.ctx.is_done(),
+            "a descendant of a cancelled node is live"
+        );
         self.check_err_stable();
         for (_, flag) in self.futures.lock().unwrap().iter() {
-            assert!(flag.0.load(Ordering::SeqCst), "a pending future was not woken");
+            assert!(
+                flag.0.load(Ordering::SeqCst),
+                "a pending future was not woken"
+            );
         }
         for cb in self.callbacks.lock().unwrap().iter() {
             let runs = cb.runs.load(Ordering::SeqCst);
             let expect = usize::from(!cb.stopped);
-            assert_eq!(runs, expect, "callback ran {runs} times (stopped: {})", cb.stopped);
+            assert_eq!(
+                runs, expect,
+                "callback ran {runs} times (stopped: {})",
+                cb.stopped
+            );
         }
     }
 
@@ -155,7 +168,10 @@ impl Rec {
             Some(f) => assert_eq!(f, err, "err() changed"),
         }
         if err == Error::DeadlineExceeded {
-            let d = self.ctx.deadline().expect("DeadlineExceeded without a deadline");
+            let d = self
+                .ctx
+                .deadline()
+                .expect("DeadlineExceeded without a deadline");
             assert!(Instant::now() >= d, "DeadlineExceeded before the deadline");
         }
     }
@@ -325,8 +341,9 @@ impl Tree {
     fn spawn_waiter(&self, rng: &mut Rng) {
         let mut waiters = self.waiters.lock().unwrap();
         // Reap the waiters already woken (joining a finished thread does not block).
-        let (done, running): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut *waiters).into_iter().partition(|h| h.is_finished());
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *waiters)
+            .into_iter()
+            .partition(|h| h.is_finished());
         *waiters = running;
         for h in done {
             h.join().expect("a waiter panicked");
@@ -398,7 +415,10 @@ fn stress_shared_tree() {
     let waiters = std::mem::take(&mut *tree.waiters.lock().unwrap());
     let give_up = Instant::now() + Duration::from_secs(10);
     while tree.waiters_live.load(Ordering::SeqCst) > 0 {
-        assert!(Instant::now() < give_up, "a thread in wait() was never woken");
+        assert!(
+            Instant::now() < give_up,
+            "a thread in wait() was never woken"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     for w in waiters {
@@ -409,7 +429,9 @@ fn stress_shared_tree() {
         .iter()
         .map(|r| {
             let cbs = r.callbacks.lock().unwrap();
-            cbs.iter().map(|cb| cb.runs.load(Ordering::SeqCst)).sum::<usize>()
+            cbs.iter()
+                .map(|cb| cb.runs.load(Ordering::SeqCst))
+                .sum::<usize>()
         })
         .sum();
     c.callbacks_run.fetch_add(ran, Ordering::Relaxed);
@@ -429,7 +451,9 @@ fn stress_shared_tree() {
     drop(pool);
     tree.pool.lock().unwrap().clear();
     drop((root, root_handle));
-    let tree = Arc::try_unwrap(tree).ok().expect("no other owner of the tree");
+    let tree = Arc::try_unwrap(tree)
+        .ok()
+        .expect("no other owner of the tree");
     let counts = tree.counts;
     assert_eq!(
         counts.closures_dropped.load(Ordering::SeqCst),

@@ -26,8 +26,16 @@ pub fn model<F: Fn() -> After + Sync + Send + 'static>(f: F) {
         __loom::begin();
         let after = f();
         let end = __loom::finish();
-        assert!(end.retired_twice.is_empty(), "entries retired twice: {:?}", end.retired_twice);
-        assert_eq!(end.live, Default::default(), "live counts at the end of the execution");
+        assert!(
+            end.retired_twice.is_empty(),
+            "entries retired twice: {:?}",
+            end.retired_twice
+        );
+        assert_eq!(
+            end.live,
+            Default::default(),
+            "live counts at the end of the execution"
+        );
         match end.still_allocated {
             Some(n) => {
                 assert_eq!(n, 0, "list entries never freed");

@@ -21,7 +21,10 @@ fn derive_racing_parent_cancel_gives_a_done_child() {
         });
         handle.cancel_with_cause(Named("parent", drops.token()));
         let (child, child_handle) = t.join().unwrap();
-        assert!(child.is_done(), "the child derived during the cancel stayed live");
+        assert!(
+            child.is_done(),
+            "the child derived during the cancel stayed live"
+        );
         assert_eq!(child.err(), Some(Error::Canceled));
         assert_eq!(cause_name(&child).as_deref(), Some("parent"));
         drop((child, child_handle, parent, handle));

@@ -54,8 +54,15 @@ fn child_and_parent_cancel_race_once_each() {
         let final_cause = cause_name(&child);
         assert!(matches!(final_cause.as_deref(), Some("child" | "parent")));
         assert_eq!(seen_by_child_side, final_cause, "the child's cause changed");
-        assert_eq!(seen_by_parent_side, final_cause, "the child's cause changed");
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "the child's callback runs once");
+        assert_eq!(
+            seen_by_parent_side, final_cause,
+            "the child's cause changed"
+        );
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the child's callback runs once"
+        );
         assert_eq!(waker.wakes(), 1, "the child's waiter is woken once");
         assert!(done
             .as_mut()
@@ -84,7 +91,10 @@ fn losing_cancel_returns_after_the_walk() {
             assert!(c.is_done(), "cancel() returned before the child was done");
         });
         handle.cancel();
-        assert!(child.is_done(), "cancel() returned before the child was done");
+        assert!(
+            child.is_done(),
+            "cancel() returned before the child was done"
+        );
         t.join().unwrap();
         vec![]
     });
