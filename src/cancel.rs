@@ -95,10 +95,7 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
             child_state.mark_walked(child_state.load());
             let guard = &epoch::pin();
             // SAFETY: we own its LINKED and give it up now; `guard` is pinned.
-            if let Some(owner) = unsafe { list::unlink_done(child, guard) } {
-                // SAFETY: a counted reference handed to us by the finalized child.
-                unsafe { list::release(owner) };
-            }
+            unsafe { list::unlink_done(child, guard) };
         } else {
             stack.push((child, true));
             walk(child, &mut stack, &mut panic);

@@ -188,8 +188,7 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
             cancel(e, state::inherit(word));
             // SAFETY: `e` holds LINKED but is in no list; we hold two counts, so this does
             // not finalize it.
-            let finalized = unsafe { list::unlink_unpushed(e) };
-            debug_assert!(finalized.is_none());
+            unsafe { list::unlink_unpushed(e) };
         }
     }
     // SAFETY: `e` is live and `count` includes these two references.

@@ -125,6 +125,7 @@ impl TimerEntry {
         {
             return false;
         }
+        live::add(live::Counter::Timers, -1);
         let word = crate::state::done_word(crate::Error::DeadlineExceeded, None);
         // A panicking `after_func` on the timer thread must not kill the driver; the panic
         // hook has already reported it.
@@ -151,6 +152,7 @@ pub(crate) fn disarm(t: *const TimerEntry) {
     {
         return;
     }
+    live::add(live::Counter::Timers, -1);
     #[cfg(not(loom))]
     super::driver::submit_disarm(t);
     // SAFETY: the winner of the CAS owns the timer's count on the node; the caller still
@@ -173,7 +175,6 @@ pub(crate) unsafe fn release(t: *const TimerEntry) {
         return;
     }
     fence(Ordering::Acquire);
-    live::add(live::Counter::Timers, -1);
     // SAFETY: the count reached zero; `t` came from `Box::into_raw` in `new`.
     drop(unsafe { Box::from_raw(t as *mut TimerEntry) });
 }
