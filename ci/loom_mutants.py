@@ -49,18 +49,12 @@ MUTANTS = [
             }
         } {"""),
     ("m04_adjacent_unlinks", "src/list.rs",
-     "unlink by a plain store on the predecessor's link instead of a CAS",
-     """                    match pred.compare_exchange(
-                        cur,
-                        succ,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                        guard,
-                    ) {""",
-     """                    match Ok::<_, crate::sync::epoch::CompareExchangeError<'_, Entry>>({
-                        pred.store(succ, Ordering::Release);
-                        cur
-                    }) {"""),
+     "sweep unlinks a run by a plain store on the predecessor's link instead of a CAS",
+     """                match pred.compare_exchange(cur, succ, Ordering::AcqRel, Ordering::Acquire, guard) {""",
+     """                match Ok::<_, crate::sync::epoch::CompareExchangeError<'_, Entry>>({
+                    pred.store(succ, Ordering::Release);
+                    cur
+                }) {"""),
     ("m05_future_vs_cancel", "src/wait.rs",
      "no re-check of the state after re-registering the waker",
      """        // Registered first, then read the state (see the module docs).
@@ -115,34 +109,30 @@ MUTANTS = [
                 Ok(())
             }"""),
     ("m10_values_published", "src/value.rs",
-     "with_value leaves the parent's own value out of the new map",
-     """            for slot in parent_own.iter().chain(ph.map.iter()) {""",
-     """            let _ = parent_own;
-            for slot in ph.map.iter() {"""),
+     "with_value builds the new table without the parent's entries",
+     """                Some(p) => p.head().table.with(own),""",
+     """                Some(_) => Table::EMPTY.with(own),"""),
+    ("m02_drop_child_vs_cancel", "src/list.rs",
+     "finalizing a dead node does not finalize the dead entries left in its list",
+     """                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
+                if prev & COUNT == 0 {""",
+     """                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel) | 1;
+                if prev & COUNT == 0 {"""),
     ("m03_child_vs_parent_cancel", "src/cancel.rs",
      "a losing cancel returns without waiting for the winner's WALKED",
      """        if WALKING.with(Cell::get) == 0 {
             node.state.wait_walked();""",
      """        if WALKING.with(Cell::get) == usize::MAX {
             node.state.wait_walked();"""),
-    # Regressions: the two real bugs the models found, put back.
+    # Regression: the first real bug the models found, put back. (The second, a parent
+    # count lost by close_and_walk, cannot come back: the listener-list redesign on main
+    # gives a node's count on its owner back before the node is unlinked.)
     ("m01_derive_vs_cancel", "src/list.rs",
      "REGRESSION (real bug 1): push reads the head Relaxed (first load and CAS failure), "
      "so a pusher that finds the list closed may not see the owner's DONE",
      """        let mut head = self.head.load(Ordering::Acquire, guard);""",
      """        let mut head = self.head.load(Ordering::Relaxed, guard);"""
      + "\n#RELAX_PUSH_CAS_FAILURE"),
-    ("m02_drop_child_vs_cancel", "src/list.rs",
-     "REGRESSION (real bug 2): the cancel walk drops the owner count handed back by a "
-     "child it finalized",
-     """                    unsafe { release(owner) };
-                }
-            }
-            cur = next.with_tag(0);""",
-     """                    let _ = owner;
-                }
-            }
-            cur = next.with_tag(0);"""),
 ]
 
 

@@ -17,8 +17,9 @@
 //! live counts come back to the baseline.
 //!
 //! A second, focused test races child unlinks against the parent's cancel round after
-//! round; it caught the lost parent count of `close_and_walk` (found first by loom model
-//! m02) in 20,000 rounds, where the random tree did not in 2 s.
+//! round. On the earlier list design it caught the parent count lost by `close_and_walk`
+//! (found first by loom model m02) within 20,000 rounds, where the random tree had not in
+//! 2 s.
 
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
 use std::future::Future;
