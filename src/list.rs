@@ -192,8 +192,9 @@ pub(crate) unsafe fn free_unpublished(e: *const Entry) {
     drop(owned);
 }
 
-/// Marks allowed past half the last sweep's live count before a sweep is due.
-const SWEEP_SLACK: usize = 8;
+/// Marks allowed past half the last sweep's live count before a sweep is due. Zero under
+/// loom, so the models' few entries are swept (the slow path) instead of only marked.
+const SWEEP_SLACK: usize = if cfg!(loom) { 0 } else { 8 };
 
 /// The bookkeeping that schedules sweeps of a node's list. The list's head is the node's
 /// state word (`state.rs`): a live word is the address of the first entry.
@@ -574,6 +575,7 @@ pub(crate) unsafe fn release(e: *const Entry) {
         let entry = unsafe { &*e };
         // Release: our accesses happen before the finalizer's (see "Orderings").
         let prev = entry.refs.fetch_sub(1, Ordering::Release);
+        debug_assert!(prev & COUNT != 0, "entry count released below zero");
         if prev & COUNT != 1 {
             return;
         }

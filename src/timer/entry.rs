@@ -189,7 +189,9 @@ pub(crate) unsafe fn release(t: *const TimerEntry) {
     // SAFETY: our count keeps `t` alive.
     let entry = unsafe { &*t };
     // Release/Acquire as in `Arc`: all uses happen before the free.
-    if entry.refs.fetch_sub(1, Ordering::Release) != 1 {
+    let prev = entry.refs.fetch_sub(1, Ordering::Release);
+    debug_assert!(prev != 0, "timer count released below zero");
+    if prev != 1 {
         return;
     }
     fence(Ordering::Acquire);
