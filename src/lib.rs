@@ -1,1 +1,61 @@
-//! ctxcore: work in progress.
+//! # ctxcore
+//!
+//! Go's `context`, for Rust threads and futures alike: cancellation trees, deadlines,
+//! request-scoped values and one done signal, on a lock-free core.
+//!
+//! ```
+//! use ctxcore::{Context, Error};
+//! use std::time::Duration;
+//!
+//! // A server-wide root, one request under a deadline, one sub-task under the request.
+//! let root = Context::background();
+//! let (request, cancel_request) = root.with_timeout(Duration::from_secs(5));
+//! let request = request.with_value("trace-id-1");
+//! let (subtask, _cancel_subtask) = request.with_cancel();
+//!
+//! let worker = std::thread::spawn(move || {
+//!     subtask.wait(); // blocks until the request (or the subtask) is done
+//!     (subtask.err(), subtask.value::<&str>().copied())
+//! });
+//! cancel_request.cancel(); // the client went away
+//! assert_eq!(worker.join().unwrap(), (Some(Error::Canceled), Some("trace-id-1")));
+//! assert!(!root.is_done());
+//! ```
+//!
+//! # Internals
+//!
+//! A chapter per file, each with its algorithm, invariants and orderings:
+//!
+//! - `state.rs`: the state word (bit table, transitions). `is_done()` is one Acquire load.
+//! - `list.rs`: the intrusive lock-free listener list (Harris–Michael with a *close*
+//!   operation), entry reference counts, epoch reclamation.
+//! - `cancel.rs`: one cancel end to end: the CAS, the close, the iterative walk.
+//! - `wait.rs`: waiters for futures and threads on one `AtomicWaker` mechanism.
+//! - `callback.rs`: `after_func` and the claim protocol of `stop()`.
+//! - `timer/`: the process-wide timer driver and its hashed wheel.
+//! - `value.rs`: the flattened value map.
+//! - `live.rs`: leak counters.
+//! - `sync.rs`: the std/loom shim everything above imports from.
+
+#![warn(missing_docs)]
+
+mod callback;
+mod cancel;
+mod context;
+mod error;
+mod handle;
+mod list;
+mod node;
+mod state;
+mod sync;
+mod timer;
+mod value;
+mod wait;
+
+pub mod live;
+
+pub use callback::AfterFunc;
+pub use context::Context;
+pub use error::{Cause, Error};
+pub use handle::CancelHandle;
+pub use wait::{Done, DoneOwned};

@@ -1,0 +1,218 @@
+//! `after_func` callbacks: a list entry holding a closure that runs exactly once when its
+//! context is done, unless `stop()` claims it first.
+//!
+//! The callback's state is one byte, PENDING -> TAKEN, moved by one CAS: the canceller's
+//! walk (which then runs the closure) or `stop()` (which then drops it). Whoever wins owns
+//! the closure and gives back the two counts a pending callback holds: one on its own entry
+//! (so dropping the `AfterFunc` does not unlink it) and one on its context's node (so the
+//! node stays in its parent's list and a parent's cancel still reaches the callback, as in
+//! Go, even when every handle to the context is gone).
+
+use crate::cancel::Panic;
+use crate::list::{self, Entry, Kind};
+use crate::node::NodeRef;
+use crate::sync::{epoch, AtomicU8, Ordering, UnsafeCell};
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicBool;
+
+const PENDING: u8 = 0;
+const TAKEN: u8 = 1;
+
+type Func = Box<dyn FnOnce() + Send + 'static>;
+
+/// The list-entry part of an `after_func` registration.
+pub(crate) struct Callback {
+    state: AtomicU8,
+    f: UnsafeCell<Option<Func>>,
+}
+
+impl fmt::Debug for Callback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callback")
+            .field("taken", &(self.state.load(Ordering::Relaxed) == TAKEN))
+            .finish()
+    }
+}
+
+impl Callback {
+    fn new(f: Func) -> Callback {
+        Callback {
+            state: AtomicU8::new(PENDING),
+            f: UnsafeCell::new(Some(f)),
+        }
+    }
+
+    /// Takes the closure if nobody has: the single winner of PENDING -> TAKEN.
+    fn claim(&self) -> Option<Func> {
+        // AcqRel: Acquire sees the closure written at registration (published by the list
+        // push); Release orders the loser's later reads after our take.
+        if self
+            .state
+            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return None;
+        }
+        // SAFETY: only the winner of the CAS above touches the cell, once.
+        self.f.with_mut(|p| unsafe { (*p).take() })
+    }
+
+    /// Runs the closure if still pending, on this (the cancelling) thread, then gives back
+    /// the pending counts on `entry` and on its owner. A panic in the closure is caught and
+    /// returned.
+    ///
+    /// # Safety
+    ///
+    /// `self` is the callback of `entry`, whose LINKED the calling walk owns.
+    pub(crate) unsafe fn fire(&self, entry: &Entry) -> Result<(), Panic> {
+        let Some(f) = self.claim() else {
+            return Ok(());
+        };
+        let result = catch_unwind(AssertUnwindSafe(f));
+        let owner = entry.owner();
+        // SAFETY: the claim gave us the pending counts on the entry and on its owner; the
+        // walk's LINKED keeps the entry itself alive past this release.
+        unsafe {
+            list::release(entry as *const Entry);
+            list::release(owner);
+        }
+        result
+    }
+}
+
+/// A registered [`after_func`](crate::Context::after_func) callback.
+///
+/// `AfterFunc` is `Send + Sync`. Dropping it does **not** stop the callback (as in Go);
+/// call [`stop`](AfterFunc::stop) for that.
+///
+/// ```
+/// use ctxcore::Context;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// let (ctx, handle) = Context::background().with_cancel();
+/// let ran = Arc::new(AtomicBool::new(false));
+/// let r = ran.clone();
+/// let after = ctx.after_func(move || r.store(true, Ordering::SeqCst));
+/// handle.cancel(); // runs the callback on this thread, before cancel returns
+/// assert!(ran.load(Ordering::SeqCst));
+/// assert!(!after.stop(), "too late: it already ran");
+/// ```
+pub struct AfterFunc {
+    inner: Inner,
+}
+
+enum Inner {
+    /// A callback entry in a node's list; we hold one count on it.
+    Registered(NonNull<Entry>),
+    /// No entry: the context could never be done (false), or the callback already ran at
+    /// registration (true). The flag turns true at the first `stop`.
+    Inert(AtomicBool),
+}
+
+// SAFETY: the entry is only reached through atomics and the claim protocol; the closure is
+// `Send` and moved out by exactly one thread.
+unsafe impl Send for AfterFunc {}
+// SAFETY: `stop(&self)` is safe from many threads at once: one CAS decides.
+unsafe impl Sync for AfterFunc {}
+
+impl fmt::Debug for AfterFunc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfterFunc").finish_non_exhaustive()
+    }
+}
+
+impl AfterFunc {
+    /// Registers `f` on `node` (`None`: a context that can never be done).
+    pub(crate) fn register(node: Option<&NodeRef>, f: Func) -> AfterFunc {
+        let Some(node) = node else {
+            drop(f);
+            return AfterFunc {
+                inner: Inner::Inert(AtomicBool::new(false)),
+            };
+        };
+        if node.node().is_done() {
+            f();
+            return AfterFunc {
+                inner: Inner::Inert(AtomicBool::new(true)),
+            };
+        }
+        node.entry().acquire(); // the pending count on the node
+        let e = Entry::alloc(Kind::Callback(Callback::new(f)), 2, node.as_ptr());
+        // SAFETY: `e` is fresh, owned by `node`, in no list.
+        if unsafe { node.node().listeners.push(e) } {
+            // SAFETY: `e` came from `Entry::alloc`, so it is non-null; one of its two counts
+            // is ours from now on.
+            let e = unsafe { NonNull::new_unchecked(e as *mut Entry) };
+            return AfterFunc {
+                inner: Inner::Registered(e),
+            };
+        }
+        // The context became done meanwhile: run now, on this thread.
+        // SAFETY: `e` was never published.
+        let callback = match &unsafe { &*e }.kind {
+            Kind::Callback(c) => c,
+            _ => unreachable!(),
+        };
+        let f = callback.claim().expect("unpublished callback is pending");
+        // SAFETY: never published, no other thread has seen `e`.
+        unsafe { list::free_unpublished(e) };
+        // SAFETY: the pending count we took above.
+        unsafe { list::release(node.as_ptr()) };
+        f();
+        AfterFunc {
+            inner: Inner::Inert(AtomicBool::new(true)),
+        }
+    }
+
+    /// Stops the callback from running. Returns true if this call prevented it; false if it
+    /// has already started (or finished), or if `stop` was called before.
+    ///
+    /// ```
+    /// use ctxcore::Context;
+    ///
+    /// let (ctx, handle) = Context::background().with_cancel();
+    /// let after = ctx.after_func(|| panic!("never runs"));
+    /// assert!(after.stop());
+    /// assert!(!after.stop(), "only the first stop counts");
+    /// handle.cancel();
+    /// ```
+    pub fn stop(&self) -> bool {
+        let e = match &self.inner {
+            Inner::Inert(flag) => return !flag.swap(true, Ordering::AcqRel),
+            Inner::Registered(e) => e.as_ptr() as *const Entry,
+        };
+        // SAFETY: we hold a count on `e`.
+        let entry = unsafe { &*e };
+        let Kind::Callback(callback) = &entry.kind else {
+            unreachable!()
+        };
+        let Some(f) = callback.claim() else {
+            return false;
+        };
+        drop(f);
+        let owner = entry.owner();
+        let guard = &epoch::pin();
+        // SAFETY: `e` is live (our count), owned by `owner`, which the pending count we now
+        // own keeps alive; we are pinned.
+        let finalized = unsafe { (*owner).node().listeners.remove(e, guard) };
+        debug_assert!(finalized.is_none(), "our own count keeps the entry");
+        // SAFETY: the claim gave us the pending counts on the entry and on the owner.
+        unsafe {
+            list::release(e);
+            list::release(owner);
+        }
+        true
+    }
+}
+
+impl Drop for AfterFunc {
+    fn drop(&mut self) {
+        if let Inner::Registered(e) = &self.inner {
+            // SAFETY: we own one count on the entry and give it up.
+            unsafe { list::release(e.as_ptr()) };
+        }
+    }
+}

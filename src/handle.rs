@@ -1,0 +1,100 @@
+//! `CancelHandle`: the right to cancel one context (Go's `CancelFunc`).
+
+use crate::error::Error;
+use crate::node::NodeRef;
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+
+/// Cancels the context it was created with. Dropping it cancels too, like Go's
+/// `defer cancel()`; [`disarm`](CancelHandle::disarm) gives it up without cancelling.
+///
+/// `CancelHandle` is `Send + Sync` but not `Clone`: share it by reference (or in an `Arc`)
+/// to cancel from several threads; every cancel after the first is a no-op.
+///
+/// ```
+/// use ctxcore::{Context, Error};
+///
+/// let (ctx, handle) = Context::background().with_cancel();
+/// assert!(!ctx.is_done());
+/// handle.cancel();
+/// assert_eq!(ctx.err(), Some(Error::Canceled));
+/// ```
+#[must_use = "dropping a CancelHandle cancels its context at once"]
+pub struct CancelHandle {
+    node: ManuallyDrop<NodeRef>,
+}
+
+impl CancelHandle {
+    pub(crate) fn new(node: NodeRef) -> CancelHandle {
+        CancelHandle {
+            node: ManuallyDrop::new(node),
+        }
+    }
+
+    /// Cancels the context and every context derived from it, with `Error::Canceled`.
+    ///
+    /// When it returns, the context and all its descendants report done, every waiter has
+    /// been woken and every `after_func` callback has run. Idempotent and safe from many
+    /// threads at once: the first cancel's error and cause are kept.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctxcore::Context::background().with_cancel();
+    /// let (child, _child_handle) = ctx.with_cancel();
+    /// handle.cancel();
+    /// handle.cancel(); // no-op
+    /// assert!(child.is_done());
+    /// ```
+    pub fn cancel(&self) {
+        self.node.cancel(Error::Canceled, None);
+    }
+
+    /// Cancels like [`cancel`](CancelHandle::cancel), recording `cause`: the context's
+    /// [`cause`](crate::Context::cause) (and its descendants') returns it, while
+    /// [`err`](crate::Context::err) stays `Canceled`. Ignored if already done.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctxcore::Context::background().with_cancel();
+    /// handle.cancel_with_cause("upstream closed the connection");
+    /// assert_eq!(ctx.err(), Some(ctxcore::Error::Canceled));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "upstream closed the connection");
+    /// ```
+    pub fn cancel_with_cause(&self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
+        if self.node.node().is_done() {
+            return;
+        }
+        let cause: Arc<dyn std::error::Error + Send + Sync> = Arc::from(cause.into());
+        self.node.cancel(Error::Canceled, Some(cause));
+    }
+
+    /// Gives the handle up without cancelling: the context is then done only through its
+    /// parent or its deadline.
+    ///
+    /// ```
+    /// let (ctx, handle) = ctxcore::Context::background().with_cancel();
+    /// handle.disarm();
+    /// assert!(!ctx.is_done());
+    /// ```
+    pub fn disarm(self) {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again and its `Drop` does not run, so the reference
+        // is dropped exactly once, here.
+        unsafe { ManuallyDrop::drop(&mut this.node) };
+    }
+}
+
+impl Drop for CancelHandle {
+    fn drop(&mut self) {
+        self.cancel();
+        // SAFETY: `drop` runs once; the field is not used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.node) };
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("done", &self.node.node().is_done())
+            .finish()
+    }
+}

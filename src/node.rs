@@ -1,0 +1,200 @@
+//! A cancellable node: its state word, its listener list, its deadline, and how a child is
+//! derived from a parent.
+//!
+//! A node is the `Node` variant of a list [`Entry`]: one allocation is at once the child's
+//! state and its element in the parent's listener list (intrusive), which is how
+//! `with_cancel` stays at one allocation.
+//!
+//! Who holds a count on a node (see `list.rs` invariant 5): every `Context` clone and the
+//! `CancelHandle`, each child node linked under it, each pending `after_func` callback, and
+//! its armed timer entry. When the count reaches zero the node leaves its parent's list and
+//! gives back its count on the parent; a chain of any depth unwinds in `list::release`'s loop.
+
+use crate::cancel::cancel;
+use crate::error::Error;
+use crate::list::{self, Entry, Kind, Listeners};
+use crate::state::{self, State};
+use crate::timer::{self, TimerEntry};
+use std::ptr::NonNull;
+use std::time::Instant;
+
+/// The cancellation part of a context.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// The state word (`state.rs`).
+    pub(crate) state: State,
+    /// Children, waiters and callbacks (`list.rs`).
+    pub(crate) listeners: Listeners,
+    /// The effective deadline: the earlier of the parent's and the node's own.
+    pub(crate) deadline: Option<Instant>,
+    /// The node's armed timer, or null. Set before the node is shared, never changed.
+    pub(crate) timer: *const TimerEntry,
+}
+
+impl Node {
+    /// A live node with no timer.
+    pub(crate) fn root_child(deadline: Option<Instant>) -> Node {
+        Node {
+            state: State::new(),
+            listeners: Listeners::new(),
+            deadline,
+            timer: std::ptr::null(),
+        }
+    }
+
+    /// A node born done with `word` (owned by the node from now on).
+    fn born_done(word: usize, deadline: Option<Instant>) -> Node {
+        Node {
+            state: State::born(word),
+            listeners: Listeners::closed(),
+            deadline,
+            timer: std::ptr::null(),
+        }
+    }
+
+    /// True once the node is done: one Acquire load.
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        state::is_done(self.state.load())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.timer.is_null() {
+            // SAFETY: the node owns one count of its timer entry, given back exactly here.
+            unsafe { timer::release(self.timer) };
+        }
+    }
+}
+
+/// One counted reference to a node entry.
+#[derive(Debug)]
+pub(crate) struct NodeRef(NonNull<Entry>);
+
+// SAFETY: a node is only accessed through atomics and fields that never change after it is
+// shared; its count is atomic. Sending or sharing the reference across threads is sound.
+unsafe impl Send for NodeRef {}
+// SAFETY: as above: `&NodeRef` only reaches atomics and immutable fields.
+unsafe impl Sync for NodeRef {}
+
+impl NodeRef {
+    /// Wraps one counted reference.
+    ///
+    /// # Safety
+    ///
+    /// `e` is a live node entry and the caller hands over one count it owns.
+    pub(crate) unsafe fn from_raw(e: *const Entry) -> NodeRef {
+        // SAFETY: the caller guarantees `e` is a live entry, hence non-null.
+        NodeRef(unsafe { NonNull::new_unchecked(e as *mut Entry) })
+    }
+
+    /// The entry's address.
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> *const Entry {
+        self.0.as_ptr()
+    }
+
+    /// The entry.
+    #[inline]
+    pub(crate) fn entry(&self) -> &Entry {
+        // SAFETY: our count keeps the entry alive (list.rs invariant 4).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// The node.
+    #[inline]
+    pub(crate) fn node(&self) -> &Node {
+        self.entry().node()
+    }
+
+    /// Cancels the node with `reason` and `cause`; false if it was already done.
+    pub(crate) fn cancel(&self, reason: Error, cause: Option<crate::error::Cause>) -> bool {
+        cancel(self.as_ptr(), state::done_word(reason, cause))
+    }
+}
+
+impl Clone for NodeRef {
+    #[inline]
+    fn clone(&self) -> Self {
+        self.entry().acquire();
+        NodeRef(self.0)
+    }
+}
+
+impl Drop for NodeRef {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: we own one count and give it up; the entry is live until then.
+        unsafe { list::release(self.as_ptr()) }
+    }
+}
+
+/// Derives a cancellable node under `parent` (`None`: a parent that can never be done, so
+/// the node registers nowhere), with its own deadline `own` if any. Returns two counted
+/// references: one for the `Context`, one for the `CancelHandle`.
+pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef, NodeRef) {
+    let parent_deadline = parent.and_then(|p| p.node().deadline);
+    // A child whose parent's deadline comes first arms nothing (DESIGN.md point 5).
+    let (deadline, arm) = match (parent_deadline, own) {
+        (Some(p), Some(d)) if p <= d => (Some(p), None),
+        (_, Some(d)) => (Some(d), Some(d)),
+        (p, None) => (p, None),
+    };
+    if let Some(p) = parent {
+        let word = p.node().state.load();
+        if state::is_done(word) {
+            // Behaviour 3: born done with the parent's error and cause.
+            return pair(Node::born_done(state::inherit(word), deadline), 2);
+        }
+    }
+    if let Some(d) = arm {
+        if d <= Instant::now() {
+            // Behaviour 5: a deadline already past, no timer armed.
+            return pair(
+                Node::born_done(state::done_word(Error::DeadlineExceeded, None), deadline),
+                2,
+            );
+        }
+    }
+    let owner = parent.map_or(std::ptr::null(), NodeRef::as_ptr);
+    let mut node = Node::root_child(deadline);
+    let timer = arm.map(TimerEntry::new);
+    if let Some(t) = timer {
+        node.timer = t;
+    }
+    let count = 2 + usize::from(timer.is_some());
+    let e = Entry::alloc(Kind::Node(node), count, owner);
+    if let Some(t) = timer {
+        // The timer's count on the node was included in `count`. Arming before the node
+        // enters its parent's list keeps "arm" before any "disarm" in the driver's inbox.
+        // SAFETY: `t` is fresh and unpublished; `e` is live and holds `t`.
+        unsafe { timer::arm(t, e) };
+    }
+    if let Some(p) = parent {
+        // Invariant 5 of list.rs: a linked child holds a count on its parent.
+        p.entry().acquire();
+        // SAFETY: `e` is live, owned by `p`, in no list yet.
+        if !unsafe { p.node().listeners.push(e) } {
+            // The parent was cancelled between our check and the push: born done after all.
+            let word = p.node().state.load();
+            debug_assert!(
+                state::is_done(word),
+                "a list is closed only after DONE is set"
+            );
+            cancel(e, state::inherit(word));
+            // SAFETY: `e` holds LINKED but is in no list; we hold two counts, so this does
+            // not finalize it.
+            let finalized = unsafe { list::unlink_unpushed(e) };
+            debug_assert!(finalized.is_none());
+        }
+    }
+    // SAFETY: `e` is live and `count` includes these two references.
+    unsafe { (NodeRef::from_raw(e), NodeRef::from_raw(e)) }
+}
+
+fn pair(node: Node, count: usize) -> (NodeRef, NodeRef) {
+    let e = Entry::alloc(Kind::Node(node), count, std::ptr::null());
+    // SAFETY: `e` is live and holds `count` = 2 references, handed out here.
+    unsafe { (NodeRef::from_raw(e), NodeRef::from_raw(e)) }
+}

@@ -1,0 +1,235 @@
+//! The cancellation state word: one `AtomicUsize` per cancellable node.
+//!
+//! ```text
+//!  bit(s)  name       meaning
+//!  0       DONE       the context is done; never cleared
+//!  1       DEADLINE   the reason: set = DeadlineExceeded, clear = Canceled (only with DONE)
+//!  2       WALKED     the winning canceller has made every descendant done (only with DONE)
+//!  3..     CAUSE      address of an `Arc<Cause>` (8-aligned) or 0 for "the reason itself"
+//! ```
+//!
+//! Allowed transitions, and nothing else:
+//!
+//! ```text
+//!  0 (live) --CAS by the first canceller--> DONE | reason | cause      (exactly once)
+//!  DONE | ... --fetch_or by that canceller--> DONE | ... | WALKED     (exactly once)
+//! ```
+//!
+//! Because a live node's word is exactly 0, "first cancel wins" is one compare-exchange
+//! from 0, and the reason and cause are published by the same store that makes the context
+//! done: a reader that sees DONE sees its cause, with no second atomic to wait for. This is
+//! why the crate does not need arc-swap for the cause (DESIGN.md point 4 leaves it to us):
+//! one CAS instead of a CAS plus a swap, and no window where DONE is visible without it.
+//!
+//! Orderings: the CAS is `AcqRel` (Release publishes the cause's contents and everything the
+//! canceller wrote before; Acquire pairs with an earlier, losing reader's view). Every
+//! observer loads with `Acquire`, pairing with that Release.
+//!
+//! The word owns one strong count of the cause `Arc`; `Drop` gives it back.
+
+use crate::error::{Cause, Error};
+use crate::sync::{backoff, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The context is done.
+pub(crate) const DONE: usize = 1;
+/// The reason is `DeadlineExceeded` (with DONE).
+pub(crate) const DEADLINE: usize = 1 << 1;
+/// The winning canceller finished propagating to every descendant (with DONE).
+pub(crate) const WALKED: usize = 1 << 2;
+/// The flag bits; the rest of the word is the cause pointer.
+const FLAGS: usize = DONE | DEADLINE | WALKED;
+
+/// A done word for `reason` carrying `cause` (`None`: the reason is its own cause).
+///
+/// The returned word owns the cause's strong count: give it to [`State::try_finish`] or
+/// release it with [`drop_word`].
+pub(crate) fn done_word(reason: Error, cause: Option<Cause>) -> usize {
+    let flags = match reason {
+        Error::Canceled => DONE,
+        Error::DeadlineExceeded => DONE | DEADLINE,
+    };
+    let ptr = match cause {
+        Some(c) => Arc::into_raw(Arc::new(c)) as usize,
+        None => 0,
+    };
+    debug_assert_eq!(ptr & FLAGS, 0, "Arc<Cause> is at least 8-aligned");
+    flags | ptr
+}
+
+/// True if `word` says done.
+#[inline]
+pub(crate) fn is_done(word: usize) -> bool {
+    word & DONE != 0
+}
+
+/// The error a done `word` stands for.
+#[inline]
+pub(crate) fn reason(word: usize) -> Error {
+    if word & DEADLINE != 0 {
+        Error::DeadlineExceeded
+    } else {
+        Error::Canceled
+    }
+}
+
+/// A copy of a done `word` for a descendant: same reason, same cause, one more strong count
+/// of the cause, WALKED cleared.
+pub(crate) fn inherit(word: usize) -> usize {
+    let ptr = word & !FLAGS;
+    if ptr != 0 {
+        // SAFETY: `ptr` came from `Arc::into_raw` in `done_word` and `word` still owns a
+        // strong count (the caller holds a word it read from a live node or owns), so the
+        // Arc is alive; we add one count that the returned word owns.
+        unsafe { Arc::increment_strong_count(ptr as *const Cause) };
+    }
+    word & (DONE | DEADLINE) | ptr
+}
+
+/// Gives back the cause count owned by a word that was never stored.
+pub(crate) fn drop_word(word: usize) {
+    let ptr = word & !FLAGS;
+    if ptr != 0 {
+        // SAFETY: the word owns one strong count (see `done_word` / `inherit`) and it is
+        // not stored anywhere else, so this releases exactly that count.
+        unsafe { Arc::decrement_strong_count(ptr as *const Cause) };
+    }
+}
+
+/// The state word of one cancellable node.
+#[derive(Debug)]
+pub(crate) struct State(AtomicUsize);
+
+impl State {
+    /// A live state.
+    pub(crate) fn new() -> Self {
+        State(AtomicUsize::new(0))
+    }
+
+    /// A state born done with `word` (which it takes ownership of). A node born done has no
+    /// descendants to walk, so WALKED is set from the start.
+    pub(crate) fn born(word: usize) -> Self {
+        debug_assert!(is_done(word));
+        State(AtomicUsize::new(word | WALKED))
+    }
+
+    /// The current word; `Acquire` pairs with the `Release` half of [`State::try_finish`].
+    #[inline]
+    pub(crate) fn load(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Makes the node done with `word` if it is still live. On failure the word is given
+    /// back (its cause released) and the current word is returned.
+    pub(crate) fn try_finish(&self, word: usize) -> Result<(), usize> {
+        // AcqRel: Release publishes the cause behind `word`; Acquire lets a loser read the
+        // winner's cause through the returned word.
+        match self
+            .0
+            .compare_exchange(0, word, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(current) => {
+                drop_word(word);
+                Err(current)
+            }
+        }
+    }
+
+    /// Sets WALKED: every descendant is done. Release pairs with [`State::wait_walked`].
+    pub(crate) fn mark_walked(&self) {
+        self.0.fetch_or(WALKED, Ordering::Release);
+    }
+
+    /// Waits until the winning canceller has set WALKED.
+    pub(crate) fn wait_walked(&self) {
+        let mut round = 0;
+        // Acquire pairs with `mark_walked`: after it, every descendant's DONE is visible.
+        while self.0.load(Ordering::Acquire) & WALKED == 0 {
+            backoff(round);
+            round = round.saturating_add(1);
+        }
+    }
+
+    /// The cause of a done word (`None` if live).
+    pub(crate) fn cause_of(word: usize) -> Option<Cause> {
+        if !is_done(word) {
+            return None;
+        }
+        let ptr = word & !FLAGS;
+        if ptr == 0 {
+            return Some(reason(word).as_cause());
+        }
+        // SAFETY: a stored done word never changes its cause bits and owns one strong count
+        // until the node drops; the caller read `word` from a node it keeps alive, so the
+        // `Arc<Cause>` behind `ptr` is alive while we clone the inner `Cause`.
+        let outer = unsafe { &*(ptr as *const Cause) };
+        Some(outer.clone())
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        drop_word(self.0.load(Ordering::Relaxed) & !WALKED);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Boom;
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("boom")
+        }
+    }
+    impl std::error::Error for Boom {}
+
+    #[test]
+    fn words_encode_reason_and_cause() {
+        let w = done_word(Error::DeadlineExceeded, None);
+        assert!(is_done(w));
+        assert_eq!(reason(w), Error::DeadlineExceeded);
+        assert_eq!(reason(done_word(Error::Canceled, None)), Error::Canceled);
+        assert!(!is_done(0));
+    }
+
+    #[test]
+    fn first_finish_wins_and_keeps_its_cause() {
+        let s = State::new();
+        assert!(s
+            .try_finish(done_word(Error::Canceled, Some(Arc::new(Boom))))
+            .is_ok());
+        let lost = s.try_finish(done_word(Error::DeadlineExceeded, None));
+        assert!(lost.is_err());
+        let w = s.load();
+        assert_eq!(reason(w), Error::Canceled);
+        let c = State::cause_of(w).unwrap();
+        assert!(c.downcast_ref::<Boom>().is_some());
+    }
+
+    #[test]
+    fn inherit_shares_the_cause() {
+        let cause: Cause = Arc::new(Boom);
+        let w = done_word(Error::Canceled, Some(cause.clone()));
+        let child = State::born(inherit(w));
+        let parent = State::born(w);
+        let a = State::cause_of(parent.load()).unwrap();
+        let b = State::cause_of(child.load()).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        drop((parent, child, a, b));
+        assert_eq!(Arc::strong_count(&cause), 1, "every count given back");
+    }
+
+    #[test]
+    fn walked_is_a_separate_step() {
+        let s = State::new();
+        s.try_finish(done_word(Error::Canceled, None)).unwrap();
+        assert_eq!(s.load() & WALKED, 0);
+        s.mark_walked();
+        s.wait_walked();
+        assert!(is_done(s.load()));
+    }
+}

@@ -1,0 +1,158 @@
+//! The timer driver thread and its inbox.
+//!
+//! The inbox is an intrusive Treiber stack of [`Link`]s: any thread pushes with one CAS;
+//! the driver takes the whole stack with one swap and reverses it into arrival order.
+//!
+//! Sleeping without losing a wakeup: before parking, the driver publishes the tick it will
+//! wake at (`next_wake`) and then looks at the inbox once more; an arming thread pushes and
+//! then reads `next_wake`, and unparks the driver only if its deadline comes earlier. All
+//! four accesses are SeqCst, so either the driver sees the message or the arming thread sees
+//! the published tick (and an unpark before the park makes the park return at once).
+
+use super::entry::{Link, Op, TimerEntry};
+use super::wheel::{Wheel, TICK};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// The longest the driver sleeps while the wheel holds entries, so disarmed entries are
+/// reclaimed promptly even when the next deadline is far.
+pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(16);
+
+/// `next_wake` value while the driver is awake (it will look at the inbox anyway).
+const AWAKE: u64 = 0;
+
+struct Driver {
+    inbox: AtomicPtr<Link>,
+    next_wake: AtomicU64,
+    start: Instant,
+    thread: Thread,
+}
+
+static DRIVER: OnceLock<Driver> = OnceLock::new();
+
+fn driver() -> &'static Driver {
+    DRIVER.get_or_init(|| {
+        let start = Instant::now();
+        let handle = thread::Builder::new()
+            .name("ctxcore-timer".into())
+            .spawn(move || run(start))
+            .expect("ctxcore: cannot start the timer thread");
+        Driver {
+            inbox: AtomicPtr::new(ptr::null_mut()),
+            next_wake: AtomicU64::new(AWAKE),
+            start,
+            thread: handle.thread().clone(),
+        }
+    })
+}
+
+fn push(d: &Driver, link: *const Link) {
+    let link = link as *mut Link;
+    let mut head = d.inbox.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the link belongs to a live entry whose driver count is held until the
+        // driver processes this message.
+        unsafe { (*link).next.store(head, Ordering::Relaxed) };
+        // SeqCst: see the module docs (pairs with the driver's swap and next_wake store).
+        match d
+            .inbox
+            .compare_exchange(head, link, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// Sends "arm" for `t`; unparks the driver if `t` is due before it plans to wake.
+pub(crate) fn submit_arm(t: *const TimerEntry) {
+    let d = driver();
+    // SAFETY: `t` is live (the driver's count is held until the driver handles it).
+    let entry = unsafe { &*t };
+    push(d, &entry.arm_link);
+    let wake = d.next_wake.load(Ordering::SeqCst);
+    if wake != AWAKE {
+        let due = entry.deadline.saturating_duration_since(d.start).as_nanos() / TICK.as_nanos();
+        if (due as u64) < wake {
+            d.thread.unpark();
+        }
+    }
+}
+
+/// Sends "disarm" for `t`. The driver handles it at its next turn (within [`MAX_SLEEP`]).
+pub(crate) fn submit_disarm(t: *const TimerEntry) {
+    // SAFETY: as in `submit_arm`.
+    push(driver(), unsafe { &(*t).disarm_link });
+}
+
+fn run(start: Instant) {
+    let d = driver();
+    let mut wheel = Wheel::new(start);
+    loop {
+        d.next_wake.store(AWAKE, Ordering::SeqCst);
+        drain(d, &mut wheel);
+        let now = wheel.tick_floor(Instant::now());
+        wheel.advance(now, fire);
+        let wake_at = wheel
+            .next_tick()
+            .map(|t| t.min(now + MAX_SLEEP.as_millis() as u64));
+        d.next_wake
+            .store(wake_at.unwrap_or(u64::MAX), Ordering::SeqCst);
+        if !d.inbox.load(Ordering::SeqCst).is_null() {
+            continue;
+        }
+        match wake_at.and_then(|t| wheel.instant_of(t)) {
+            None if wheel.len() == 0 => thread::park(),
+            None => thread::park_timeout(MAX_SLEEP),
+            Some(at) => {
+                let now = Instant::now();
+                if at > now {
+                    thread::park_timeout(at - now);
+                }
+            }
+        }
+    }
+}
+
+/// Handles every message in the inbox, in arrival order.
+fn drain(d: &Driver, wheel: &mut Wheel) {
+    let mut top = d.inbox.swap(ptr::null_mut(), Ordering::SeqCst);
+    let mut batch = Vec::new();
+    while !top.is_null() {
+        batch.push(top as *const Link);
+        // SAFETY: links in the inbox belong to live entries (driver count held).
+        top = unsafe { (*top).next.load(Ordering::Relaxed) };
+    }
+    for &link in batch.iter().rev() {
+        // SAFETY: a link in the inbox is an arm or disarm link of a live entry.
+        let t = unsafe { TimerEntry::from_link(link) };
+        // SAFETY: as above.
+        match unsafe { (*link).op } {
+            Op::Arm => {
+                // SAFETY: driver thread; `t` is live.
+                if unsafe { &*t }.is_armed() && !unsafe { wheel.insert(t) } {
+                    fire(t);
+                }
+            }
+            Op::Disarm => {
+                // SAFETY: driver thread; `t` is live until we release our count.
+                unsafe {
+                    wheel.remove(t);
+                    super::entry::release(t);
+                }
+            }
+        }
+    }
+}
+
+/// Fires a due entry taken out of the wheel.
+fn fire(t: *const TimerEntry) {
+    // SAFETY: the driver holds its count on `t`.
+    if unsafe { (*t).fire() } {
+        // SAFETY: fired: no disarm message will come, so the driver's count goes now.
+        unsafe { super::entry::release(t) };
+    }
+}

@@ -1,0 +1,177 @@
+//! A timer entry: the link between a node with a deadline and the driver.
+//!
+//! ```text
+//!  state     meaning                          moved by
+//!  ARMED     waiting for its deadline         (initial)
+//!  FIRED     the driver won: it cancels       driver, CAS from ARMED
+//!  CANCELLED the node was cancelled first     any canceller, CAS from ARMED
+//! ```
+//!
+//! Counts: two at birth, one for the node (given back when the node is freed) and one for
+//! the driver (given back when the driver fires the entry, or when it handles the disarm
+//! message). Whoever wins the CAS also gives back the timer's count on the node: the driver
+//! after cancelling it, the disarmer at once.
+//!
+//! Messages: an entry embeds two inbox links, one for "arm" and one for "disarm", so both
+//! messages can be in flight at once with no allocation. "disarm" is only sent by the CAS
+//! winner, after the node's "arm" was sent (arming happens before the node is shared), so
+//! the driver always sees them in that order.
+
+use crate::list::{self, Entry};
+use crate::live;
+use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Ordering, UnsafeCell};
+use std::sync::atomic::fence;
+use std::time::Instant;
+
+pub(crate) const ARMED: u8 = 0;
+pub(crate) const FIRED: u8 = 1;
+pub(crate) const CANCELLED: u8 = 2;
+
+/// Which message a link carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Arm,
+    Disarm,
+}
+
+/// An intrusive inbox link.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) next: AtomicPtr<Link>,
+    pub(crate) op: Op,
+}
+
+/// The driver's bookkeeping, touched by the driver thread only.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WheelPos {
+    pub(crate) tick: u64,
+    pub(crate) slot: usize,
+    /// Index in the slot's vector, or `usize::MAX` when not in the wheel.
+    pub(crate) index: usize,
+}
+
+/// A deadline timer of one node.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct TimerEntry {
+    state: AtomicU8,
+    refs: AtomicUsize,
+    node: *const Entry,
+    pub(crate) deadline: Instant,
+    pub(crate) arm_link: Link,
+    pub(crate) disarm_link: Link,
+    pub(crate) pos: UnsafeCell<WheelPos>,
+}
+
+impl TimerEntry {
+    /// A fresh, unarmed entry for `deadline`.
+    pub(crate) fn new(deadline: Instant) -> *const TimerEntry {
+        live::add(live::Counter::Timers, 1);
+        let link = |op| Link {
+            next: AtomicPtr::new(std::ptr::null_mut()),
+            op,
+        };
+        Box::into_raw(Box::new(TimerEntry {
+            state: AtomicU8::new(ARMED),
+            refs: AtomicUsize::new(2),
+            node: std::ptr::null(),
+            deadline,
+            arm_link: link(Op::Arm),
+            disarm_link: link(Op::Disarm),
+            pos: UnsafeCell::new(WheelPos {
+                tick: 0,
+                slot: 0,
+                index: usize::MAX,
+            }),
+        }))
+    }
+
+    pub(crate) fn set_node(&mut self, node: *const Entry) {
+        self.node = node;
+    }
+
+    /// The entry a link belongs to.
+    ///
+    /// # Safety
+    ///
+    /// `link` is the `arm_link` or `disarm_link` of a live entry, as its `op` says.
+    pub(crate) unsafe fn from_link(link: *const Link) -> *const TimerEntry {
+        // SAFETY: per the contract `link` is live.
+        let offset = match unsafe { (*link).op } {
+            Op::Arm => std::mem::offset_of!(TimerEntry, arm_link),
+            Op::Disarm => std::mem::offset_of!(TimerEntry, disarm_link),
+        };
+        (link as *const u8).wrapping_sub(offset) as *const TimerEntry
+    }
+
+    /// True while neither fired nor cancelled.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ARMED
+    }
+
+    /// The driver's side of the race: fires if still armed. Returns true if it fired
+    /// (the node has been cancelled with `DeadlineExceeded` and the count on it released).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the driver's count on `self`.
+    pub(crate) unsafe fn fire(&self) -> bool {
+        // AcqRel: Acquire sees the node pointer written before arming; Release orders the
+        // cancel after our win for a disarmer that loses.
+        if self
+            .state
+            .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let word = crate::state::done_word(crate::Error::DeadlineExceeded, None);
+        // A panicking `after_func` on the timer thread must not kill the driver; the panic
+        // hook has already reported it.
+        let _ = crate::cancel::cancel_catching(self.node, word);
+        // SAFETY: the winner of the CAS owns the timer's count on the node.
+        unsafe { list::release(self.node) };
+        true
+    }
+}
+
+/// The canceller's side: stops `t` (null: no timer) if it has not fired yet, and tells the
+/// driver to drop it.
+pub(crate) fn disarm(t: *const TimerEntry) {
+    if t.is_null() {
+        return;
+    }
+    // SAFETY: the node holding `t` is alive (the caller is cancelling it), and it holds a
+    // count on `t`.
+    let entry = unsafe { &*t };
+    if entry
+        .state
+        .compare_exchange(ARMED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    #[cfg(not(loom))]
+    super::driver::submit_disarm(t);
+    // SAFETY: the winner of the CAS owns the timer's count on the node; the caller still
+    // holds another reference, so this does not free the node under it.
+    unsafe { list::release(entry.node) };
+}
+
+/// Gives back one count on `t`, freeing it at zero.
+///
+/// # Safety
+///
+/// The caller owns one count on the live entry `t`.
+pub(crate) unsafe fn release(t: *const TimerEntry) {
+    // SAFETY: our count keeps `t` alive.
+    let entry = unsafe { &*t };
+    // Release/Acquire as in `Arc`: all uses happen before the free.
+    if entry.refs.fetch_sub(1, Ordering::Release) != 1 {
+        return;
+    }
+    fence(Ordering::Acquire);
+    live::add(live::Counter::Timers, -1);
+    // SAFETY: the count reached zero; `t` came from `Box::into_raw` in `new`.
+    drop(unsafe { Box::from_raw(t as *mut TimerEntry) });
+}

@@ -1,0 +1,37 @@
+//! Deadlines: one timer driver for the process.
+//!
+//! - [`entry`]: a timer entry and its state machine (ARMED -> FIRED or ARMED -> CANCELLED,
+//!   one CAS decides), shared by the arming node and the driver.
+//! - [`wheel`]: the hashed timing wheel the driver owns (1 ms ticks, O(1) insert and
+//!   remove, a bitmap to find the next due slot).
+//! - [`driver`]: the lazily started background thread. Any thread arms or disarms in O(1)
+//!   by pushing an intrusive message on a lock-free inbox; the driver sleeps until the next
+//!   deadline and is unparked only when an earlier one arrives.
+//!
+//! A node with a deadline of its own holds one timer entry (the second allocation of
+//! `with_timeout`). Disarming (any cancel of the node) sends a message so the driver drops
+//! the entry from the wheel at its next turn; while the wheel is not empty the driver turns
+//! at least every [`driver::MAX_SLEEP`], so memory follows live timers, not timers ever armed.
+
+pub(crate) mod entry;
+pub(crate) mod wheel;
+
+#[cfg(not(loom))]
+pub(crate) mod driver;
+
+pub(crate) use entry::{disarm, release, TimerEntry};
+
+use crate::list::Entry;
+
+/// Arms `t` for node `node`: the timer now holds the count on `node` it was given.
+///
+/// # Safety
+///
+/// `t` is a fresh entry from [`TimerEntry::new`], not yet armed; `node` is live and one of
+/// its counts is handed to the timer.
+pub(crate) unsafe fn arm(t: *const TimerEntry, node: *const Entry) {
+    // SAFETY: per the contract, `t` is unpublished, so this write races with nothing.
+    unsafe { (*(t as *mut TimerEntry)).set_node(node) };
+    #[cfg(not(loom))]
+    driver::submit_arm(t);
+}
