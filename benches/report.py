@@ -38,9 +38,15 @@ ROWS = [
     ("value_lookup/1", "value lookup, depth 1", 1, "ns"),
     ("value_lookup/8", "value lookup, depth 8", 1, "ns"),
     ("value_lookup/64", "value lookup, depth 64", 1, "ns"),
+    ("value_lookup_mixed/1", "value lookup, mixed chain depth 1", 1, "ns"),
+    ("value_lookup_mixed/8", "value lookup, mixed chain depth 8", 1, "ns"),
+    ("value_lookup_mixed/64", "value lookup, mixed chain depth 64", 1, "ns"),
     ("with_value/1", "with_value + drop on depth 1", 1, "ns"),
     ("with_value/8", "with_value + drop on depth 8", 1, "ns"),
     ("with_value/64", "with_value + drop on depth 64", 1, "ns"),
+    ("with_value_mixed/1", "with_value + drop on mixed depth 1", 1, "ns"),
+    ("with_value_mixed/8", "with_value + drop on mixed depth 8", 1, "ns"),
+    ("with_value_mixed/64", "with_value + drop on mixed depth 64", 1, "ns"),
     ("tree_cancel/flat1000", "cancel tree 1 x 1,000, per node", 1000, "ns"),
     ("tree_cancel/fanout10x3", "cancel tree 10 x 10 x 10, per node", 1110, "ns"),
     ("tree_full/flat1000", "build + cancel + drop 1 x 1,000, per node", 1000, "ns"),
@@ -158,10 +164,14 @@ def targets(results, allocs):
     else:
         t("timeout child", "≤ 2 allocations", "not measured", False)
 
-    r1 = ratio(c("value_lookup/64", "ctxcore"), c("value_lookup/1", "ctxcore"))
-    r2 = ratio(c("value_lookup/64", "ctxcore"), c("value_lookup/64", "go"))
-    t("values depth 64", "lookup ≤ 1.5x depth 1", fmt_ratio(r1), r1 is not None and r1 <= 1.5)
-    t("values depth 64", "lookup ≤ 0.05x Go", fmt_ratio(r2), r2 is not None and r2 <= 0.05)
+    for shape, title in (("", "64 distinct types"), ("_mixed", "mixed chain")):
+        w = f"value_lookup{shape}"
+        r1 = ratio(c(f"{w}/64", "ctxcore"), c(f"{w}/1", "ctxcore"))
+        r2 = ratio(c(f"{w}/64", "ctxcore"), c(f"{w}/64", "go"))
+        t(f"values depth 64 ({title})", "lookup ≤ 1.5x depth 1", fmt_ratio(r1),
+          r1 is not None and r1 <= 1.5)
+        t(f"values depth 64 ({title})", "lookup ≤ 0.05x Go", fmt_ratio(r2),
+          r2 is not None and r2 <= 0.05)
 
     for shape in ("flat1000", "fanout10x3"):
         w = f"tree_cancel/{shape}"

@@ -166,6 +166,56 @@ func benchChild() {
 
 type chainKey int
 type extraKey struct{}
+type rootKey struct{}
+type levelAKey struct{}
+type levelBKey struct{}
+type levelCKey struct{}
+
+// mixed is the Rust side's mixed chain: a root value, then depth-1 derivations cycling
+// through WithCancel and WithValue of three other keys.
+func mixed(base context.Context, depth int) (context.Context, []context.CancelFunc) {
+	ctx := context.WithValue(base, rootKey{}, 1)
+	var cancels []context.CancelFunc
+	for i := 1; i < depth; i++ {
+		switch i % 4 {
+		case 1:
+			c, f := context.WithCancel(ctx)
+			cancels = append(cancels, f)
+			ctx = c
+		case 2:
+			ctx = context.WithValue(ctx, levelAKey{}, i)
+		case 3:
+			ctx = context.WithValue(ctx, levelBKey{}, i)
+		default:
+			ctx = context.WithValue(ctx, levelCKey{}, i)
+		}
+	}
+	return ctx, cancels
+}
+
+func benchChain(name string, ctx context.Context, key interface{}) {
+	bench("value_lookup"+name, func(n int) time.Duration {
+		sum := 0
+		t := time.Now()
+		for i := 0; i < n; i++ {
+			sum += ctx.Value(key).(int)
+		}
+		d := time.Since(t)
+		must(sum == n, "lookup sum")
+		return d
+	})
+	bench("with_value"+name, func(n int) time.Duration {
+		var last context.Context
+		t := time.Now()
+		for i := 0; i < n; i++ {
+			last = context.WithValue(ctx, extraKey{}, i)
+		}
+		d := time.Since(t)
+		must(last.Value(extraKey{}).(int) == n-1, "extra value")
+		must(last.Value(key).(int) == 1, "root value")
+		return d
+	})
+}
 
 func chain(base context.Context, depth int) context.Context {
 	ctx := base
@@ -179,28 +229,12 @@ func benchValues() {
 	root, cancelRoot := context.WithCancel(context.Background())
 	defer cancelRoot()
 	for _, depth := range []int{1, 8, 64} {
-		ctx := chain(root, depth)
-		bench(fmt.Sprintf("value_lookup/%d", depth), func(n int) time.Duration {
-			sum := 0
-			t := time.Now()
-			for i := 0; i < n; i++ {
-				sum += ctx.Value(chainKey(0)).(int)
-			}
-			d := time.Since(t)
-			must(sum == n, "lookup sum")
-			return d
-		})
-		bench(fmt.Sprintf("with_value/%d", depth), func(n int) time.Duration {
-			var last context.Context
-			t := time.Now()
-			for i := 0; i < n; i++ {
-				last = context.WithValue(ctx, extraKey{}, i)
-			}
-			d := time.Since(t)
-			must(last.Value(extraKey{}).(int) == n-1, "extra value")
-			must(last.Value(chainKey(0)).(int) == 1, "root value")
-			return d
-		})
+		benchChain(fmt.Sprintf("/%d", depth), chain(root, depth), chainKey(0))
+		ctx, cancels := mixed(root, depth)
+		benchChain(fmt.Sprintf("_mixed/%d", depth), ctx, rootKey{})
+		for _, f := range cancels {
+			f()
+		}
 	}
 }
 
