@@ -34,6 +34,7 @@ ROWS = [
     ("check", "check: `is_done()` on a live context", 1, "ns"),
     ("check_done", "check on a cancelled context", 1, "ns"),
     ("child", "child: derive + cancel + drop", 1, "ns"),
+    ("child_churn1000", "child under a parent with 1,000 live children, oldest first", 1, "ns"),
     ("timeout_child", "timeout child (30 s): derive + cancel + drop", 1, "ns"),
     ("value_lookup/1", "value lookup, depth 1", 1, "ns"),
     ("value_lookup/8", "value lookup, depth 8", 1, "ns"),

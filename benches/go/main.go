@@ -149,6 +149,31 @@ func benchChild() {
 		must(parent.Err() == nil, "parent done")
 		return d
 	})
+	// 1,000 live children, cancelled oldest first.
+	live := make([]node, 0, 1000)
+	for i := 0; i < 1000; i++ {
+		c, f := context.WithCancel(parent)
+		live = append(live, node{c, f})
+	}
+	head := 0
+	bench("child_churn1000", func(n int) time.Duration {
+		t := time.Now()
+		for i := 0; i < n; i++ {
+			old := live[head]
+			old.cancel()
+			must(old.ctx.Err() != nil, "child not done")
+			c, f := context.WithCancel(parent)
+			live[head] = node{c, f}
+			head = (head + 1) % len(live)
+		}
+		d := time.Since(t)
+		must(parent.Err() == nil, "parent done")
+		return d
+	})
+	for _, nd := range live {
+		must(nd.ctx.Err() == nil, "live child done")
+		nd.cancel()
+	}
 	bench("timeout_child", func(n int) time.Duration {
 		t := time.Now()
 		for i := 0; i < n; i++ {
