@@ -197,7 +197,7 @@ impl AfterFunc {
         let guard = &epoch::pin();
         // SAFETY: `e` is live (our count), owned by `owner`, which the pending count we now
         // own keeps alive; we are pinned.
-        let finalized = unsafe { (*owner).node().listeners.remove(e, guard) };
+        let finalized = unsafe { (*owner).node().listeners.remove(e, false, guard) };
         debug_assert!(finalized.is_none(), "our own count keeps the entry");
         // SAFETY: the claim gave us the pending counts on the entry and on the owner.
         unsafe {

@@ -25,9 +25,16 @@ use crate::timer;
 use std::any::Any;
 use std::cell::Cell;
 
+#[cfg(not(loom))]
 thread_local! {
     /// How many cancel walks this thread is inside (callbacks may cancel, re-entering).
     static WALKING: Cell<usize> = const { Cell::new(0) };
+}
+
+// loom's `thread_local!` takes no `const` initializer.
+#[cfg(loom)]
+thread_local! {
+    static WALKING: Cell<usize> = Cell::new(0);
 }
 
 /// A panic caught from a callback during a walk.
@@ -83,7 +90,9 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
     while let Some((child, expanded)) = stack.pop() {
         if expanded {
             // SAFETY: we still own the child's LINKED (pushed by `walk`), so it is live.
-            unsafe { &*child }.node().state.mark_walked();
+            let child_state = &unsafe { &*child }.node().state;
+            // This walk won the child's CAS, so the word is the one it wrote.
+            child_state.mark_walked(child_state.load());
             let guard = &epoch::pin();
             // SAFETY: we own its LINKED and give it up now; `guard` is pinned.
             if let Some(owner) = unsafe { list::unlink_done(child, guard) } {
@@ -95,7 +104,7 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
             walk(child, &mut stack, &mut panic);
         }
     }
-    node.state.mark_walked();
+    node.state.mark_walked(word);
     match panic {
         Some(p) => Err(p),
         None => Ok(true),

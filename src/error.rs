@@ -61,6 +61,14 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// A cancellation cause as [`Context::cause`](crate::Context::cause) hands it out.
+///
+/// ```
+/// use ctxcore::{Cause, Context};
+/// let (ctx, handle) = Context::background().with_cancel();
+/// handle.cancel_with_cause(std::io::Error::other("disk full"));
+/// let cause: Cause = ctx.cause().unwrap();
+/// assert_eq!(cause.downcast_ref::<std::io::Error>().unwrap().to_string(), "disk full");
+/// ```
 pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 #[cfg(test)]

@@ -60,9 +60,6 @@ impl CancelHandle {
     /// assert_eq!(ctx.cause().unwrap().to_string(), "upstream closed the connection");
     /// ```
     pub fn cancel_with_cause(&self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) {
-        if self.node.node().is_done() {
-            return;
-        }
         let cause: Arc<dyn std::error::Error + Send + Sync> = Arc::from(cause.into());
         self.node.cancel(Error::Canceled, Some(cause));
     }

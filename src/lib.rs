@@ -38,6 +38,8 @@
 //! - `sync.rs`: the std/loom shim everything above imports from.
 
 #![warn(missing_docs)]
+// Under loom the timer driver and the std leak counters are not built; their helpers are unused.
+#![cfg_attr(loom, allow(dead_code))]
 
 mod callback;
 mod cancel;
@@ -53,6 +55,11 @@ mod value;
 mod wait;
 
 pub mod live;
+
+#[cfg(loom)]
+#[doc(hidden)]
+#[path = "loom_hooks.rs"]
+pub mod __loom;
 
 pub use callback::AfterFunc;
 pub use context::Context;

@@ -40,7 +40,9 @@
 //! # Orderings
 //!
 //! - push's successful CAS is Release: it publishes the entry's fields to whoever reads the
-//!   head with Acquire (close, remove's walk).
+//!   head with Acquire (close, remove's walk). push's loads of the head (first read, CAS
+//!   failure) are Acquire: a push that finds the list closed synchronizes with the close,
+//!   so the pusher then sees the owner's DONE (set before the close).
 //! - close's swap and the walk's `fetch_or` are AcqRel: Acquire to read entries pushed or
 //!   links rewritten before, Release so that a remover that later sees DETACHED also sees
 //!   that the canceller owns the entry.
@@ -116,11 +118,19 @@ impl Entry {
     }
 
     /// The node inside a node entry.
+    ///
+    /// Only called on entries known to be nodes: those behind a `NodeRef`, and owners
+    /// (only nodes own lists). Checked in debug builds; in release the match compiles to
+    /// a field offset, keeping `is_done()` to one load.
     #[inline]
     pub(crate) fn node(&self) -> &Node {
         match &self.kind {
             Kind::Node(n) => n,
-            _ => unreachable!("entry is not a node"),
+            _ => {
+                debug_assert!(false, "entry is not a node");
+                // SAFETY: every caller holds a node entry (see above).
+                unsafe { std::hint::unreachable_unchecked() }
+            }
         }
     }
 
@@ -194,7 +204,10 @@ impl Listeners {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
         let new = Shared::from(e);
-        let mut head = self.head.load(Ordering::Relaxed, guard);
+        // Acquire (here and on CAS failure): a push that reads DETACHED synchronizes with
+        // close's swap, so the caller's next load of the owner's state sees DONE (found by
+        // loom model m01: with Relaxed, a child or waiter could see "closed" but "not done").
+        let mut head = self.head.load(Ordering::Acquire, guard);
         loop {
             if head.tag() & DETACHED != 0 {
                 return false;
@@ -203,7 +216,7 @@ impl Listeners {
             // Release: publishes the entry's fields with it (see "Orderings").
             match self
                 .head
-                .compare_exchange(head, new, Ordering::Release, Ordering::Relaxed, guard)
+                .compare_exchange(head, new, Ordering::Release, Ordering::Acquire, guard)
             {
                 Ok(_) => return true,
                 Err(err) => head = err.current,
@@ -239,7 +252,15 @@ impl Listeners {
             let keep = next.tag() & DELETED == 0 && visit(e);
             if !keep {
                 // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.
-                unsafe { unlink_done(cur.as_raw(), guard) };
+                if let Some(owner) = unsafe { unlink_done(cur.as_raw(), guard) } {
+                    // A node entry finalized here (a child dropped while the list closed)
+                    // hands back its count on this list's node (invariant 5); dropping it
+                    // leaked the node (found by loom model m02). The walker keeps the node
+                    // alive by its own reference, so this is not its last count, or, if it
+                    // is, the node's LINKED is the walker's and `remove` returns at once.
+                    // SAFETY: a counted reference handed to us by the finalized entry.
+                    unsafe { release(owner) };
+                }
             }
             cur = next.with_tag(0);
         }
@@ -250,12 +271,19 @@ impl Listeners {
     /// list was closed meanwhile, in which case the canceller owns it.
     ///
     /// Returns the entry to release next if this call finalized `e` itself (its owner).
+    /// `count_is_zero` says the caller saw `e`'s count reach zero (the release path).
     ///
     /// # Safety
     ///
     /// `e` is a live entry of this list; the caller is pinned with `guard` and keeps this
-    /// list's node alive (invariant 6).
-    pub(crate) unsafe fn remove(&self, e: *const Entry, guard: &Guard) -> Option<*const Entry> {
+    /// list's node alive (invariant 6); `count_is_zero` is true only if it observed the
+    /// count of `e` reach zero.
+    pub(crate) unsafe fn remove(
+        &self,
+        e: *const Entry,
+        count_is_zero: bool,
+        guard: &Guard,
+    ) -> Option<*const Entry> {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
         let old = entry.next.fetch_or(DELETED, Ordering::AcqRel, guard);
@@ -288,6 +316,13 @@ impl Listeners {
                         guard,
                     ) {
                         Ok(_) => {
+                            if cur.as_raw() == e && count_is_zero {
+                                // We own `e`'s LINKED and saw its count reach zero: nobody
+                                // else can touch `refs` now (invariant 4), so finalize
+                                // without clearing LINKED (one locked instruction saved).
+                                // SAFETY: as just argued; we are pinned.
+                                return unsafe { finalize(e, guard) };
+                            }
                             // SAFETY: our CAS unlinked `cur`, so we own its LINKED.
                             let then = unsafe { unlink_done(cur.as_raw(), guard) };
                             if cur.as_raw() == e {
@@ -345,6 +380,9 @@ unsafe fn finalize(e: *const Entry, guard: &Guard) -> Option<*const Entry> {
     // SAFETY: not freed before the deferred destroy below runs.
     let entry = unsafe { &*e };
     live::add(live_kind(&entry.kind), -1);
+    if let Kind::Node(node) = &entry.kind {
+        node.release_timer();
+    }
     let owner = match entry.kind {
         Kind::Node(_) if !entry.owner.is_null() => Some(entry.owner),
         _ => None,
@@ -376,7 +414,7 @@ pub(crate) unsafe fn release(e: *const Entry) {
         next = if prev & LINKED != 0 {
             // SAFETY: a linked entry has a live owner (invariants 5 and 6), and `e` is in its
             // list or in a detached chain; we are pinned.
-            unsafe { (*entry.owner).node().listeners.remove(e, g) }
+            unsafe { (*entry.owner).node().listeners.remove(e, true, g) }
         } else {
             // SAFETY: count and LINKED reached zero with our decrement alone.
             unsafe { finalize(e, g) }

@@ -96,16 +96,41 @@ std::thread_local! {
 /// Adds `delta` to `counter` on this thread's block.
 #[inline]
 pub(crate) fn add(counter: Counter, delta: i64) {
-    if cfg!(loom) {
-        return;
+    #[cfg(loom)]
+    {
+        // Loom runs every thread of a model on its test's OS thread: a std thread-local
+        // keeps per-model counts outside the modelled state (read by `crate::__loom`).
+        LOOM_COUNTS.with(|c| c[counter as usize].set(c[counter as usize].get() + delta));
     }
+    #[cfg(not(loom))]
     let done = MINE.try_with(|c| {
         let slot = &c.0.counts[counter as usize];
         // Only this thread writes this block, so load + store cannot lose an update.
         slot.store(slot.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
     });
+    #[cfg(not(loom))]
     if done.is_err() {
         SPILL[counter as usize].fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    static LOOM_COUNTS: [std::cell::Cell<i64>; COUNTERS] =
+        const { [const { std::cell::Cell::new(0) }; COUNTERS] };
+}
+
+/// The counts of the current loom model run, and reset them to zero if `reset`.
+#[cfg(loom)]
+pub(crate) fn loom_counts(reset: bool) -> LiveCounts {
+    let c: [i64; COUNTERS] = LOOM_COUNTS
+        .with(|c| std::array::from_fn(|i| if reset { c[i].replace(0) } else { c[i].get() }));
+    LiveCounts {
+        contexts: c[0],
+        timers: c[1],
+        waiters: c[2],
+        callbacks: c[3],
+        group_tasks: c[4],
     }
 }
 
@@ -126,6 +151,15 @@ pub(crate) fn group_task_finished() {
 /// Counts are sums over threads read without stopping them, so a snapshot taken while
 /// other threads work is approximate; compare against a baseline with
 /// [`wait_for_baseline`], which retries until things settle.
+///
+/// ```
+/// let base = ctxcore::live::snapshot();
+/// let (ctx, _h) = ctxcore::Context::background().with_timeout(std::time::Duration::from_secs(9));
+/// let now = ctxcore::live::snapshot();
+/// assert!(now.contexts > base.contexts && now.timers > base.timers);
+/// println!("{now}"); // "1 contexts, 1 timers, 0 waiters, 0 callbacks, 0 group tasks"
+/// # drop(ctx);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LiveCounts {
     /// Cancellable contexts alive (every `with_cancel`/`with_deadline`/`with_timeout` node).
@@ -152,6 +186,13 @@ impl LiveCounts {
     }
 
     /// True if no count is above `baseline`'s.
+    ///
+    /// ```
+    /// use ctxcore::live::LiveCounts;
+    /// let base = LiveCounts { contexts: 2, ..LiveCounts::default() };
+    /// assert!(LiveCounts::default().within(&base));
+    /// assert!(!LiveCounts { waiters: 1, ..base }.within(&base));
+    /// ```
     pub fn within(&self, baseline: &LiveCounts) -> bool {
         self.fields()
             .iter()
@@ -175,6 +216,11 @@ impl fmt::Display for LiveCounts {
 }
 
 /// The current counts.
+///
+/// ```
+/// let counts = ctxcore::live::snapshot();
+/// assert!(counts.group_tasks >= 0);
+/// ```
 pub fn snapshot() -> LiveCounts {
     let mut sums = [0i64; COUNTERS];
     for (s, spill) in sums.iter_mut().zip(&SPILL) {
@@ -199,6 +245,16 @@ pub fn snapshot() -> LiveCounts {
 }
 
 /// What [`wait_for_baseline`] found still alive.
+///
+/// ```
+/// use ctxcore::live::{LeakReport, LiveCounts};
+/// let report = LeakReport {
+///     baseline: LiveCounts::default(),
+///     now: LiveCounts { contexts: 3, ..LiveCounts::default() },
+///     waited: std::time::Duration::from_millis(10),
+/// };
+/// assert!(report.to_string().contains("3 more contexts (0 -> 3)"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeakReport {
     /// The counts the caller expected to come back to.

@@ -122,6 +122,13 @@ impl State {
     /// Makes the node done with `word` if it is still live. On failure the word is given
     /// back (its cause released) and the current word is returned.
     pub(crate) fn try_finish(&self, word: usize) -> Result<(), usize> {
+        // A done node never goes back: answer from a plain load when we can (a handle
+        // dropped after `cancel()` takes this path), keeping the locked CAS for live nodes.
+        let current = self.0.load(Ordering::Acquire);
+        if current != 0 {
+            drop_word(word);
+            return Err(current);
+        }
         // AcqRel: Release publishes the cause behind `word`; Acquire lets a loser read the
         // winner's cause through the returned word.
         match self
@@ -137,8 +144,13 @@ impl State {
     }
 
     /// Sets WALKED: every descendant is done. Release pairs with [`State::wait_walked`].
-    pub(crate) fn mark_walked(&self) {
-        self.0.fetch_or(WALKED, Ordering::Release);
+    ///
+    /// Only the winner of [`State::try_finish`] calls this, once, and after that CAS no
+    /// other transition exists (see the table), so a plain store of `won | WALKED` is the
+    /// same as a `fetch_or` and costs no locked instruction.
+    pub(crate) fn mark_walked(&self, won: usize) {
+        debug_assert_eq!(self.0.load(Ordering::Relaxed), won);
+        self.0.store(won | WALKED, Ordering::Release);
     }
 
     /// Waits until the winning canceller has set WALKED.
@@ -226,9 +238,10 @@ mod tests {
     #[test]
     fn walked_is_a_separate_step() {
         let s = State::new();
-        s.try_finish(done_word(Error::Canceled, None)).unwrap();
+        let w = done_word(Error::Canceled, None);
+        s.try_finish(w).unwrap();
         assert_eq!(s.load() & WALKED, 0);
-        s.mark_walked();
+        s.mark_walked(w);
         s.wait_walked();
         assert!(is_done(s.load()));
     }

@@ -18,7 +18,18 @@ pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 /// The epoch-based reclamation used for every list entry (see `list.rs`, "Reclamation").
+///
+/// Under loom the default is [`loom_epoch`], a cheap stand-in with the same API subset
+/// (real crossbeam-epoch under loom explodes the state space); `--cfg
+/// ctxcore_loom_real_epoch` selects crossbeam-epoch's own loom build instead.
+#[cfg(any(not(loom), ctxcore_loom_real_epoch))]
 pub(crate) use crossbeam_epoch as epoch;
+
+#[cfg(all(loom, not(ctxcore_loom_real_epoch)))]
+pub(crate) use loom_epoch as epoch;
+
+#[cfg(all(loom, not(ctxcore_loom_real_epoch)))]
+pub(crate) mod loom_epoch;
 
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;

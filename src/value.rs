@@ -17,6 +17,7 @@
 //! stack.
 
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
@@ -33,28 +34,51 @@ struct Slot {
 
 struct Map {
     len: usize,
-    inline: [Option<Slot>; INLINE],
+    /// `inline[..min(len, INLINE)]` are initialized.
+    inline: [MaybeUninit<Slot>; INLINE],
     spill: Vec<Slot>,
 }
 
 impl Map {
     const EMPTY: Map = Map {
         len: 0,
-        inline: [None; INLINE],
+        inline: [MaybeUninit::uninit(); INLINE],
         spill: Vec::new(),
     };
 
     fn push(&mut self, slot: Slot) {
         if self.len < INLINE {
-            self.inline[self.len] = Some(slot);
+            self.inline[self.len] = MaybeUninit::new(slot);
         } else {
             self.spill.push(slot);
         }
         self.len += 1;
     }
 
+    #[inline]
+    fn inline(&self) -> &[Slot] {
+        let n = self.len.min(INLINE);
+        // SAFETY: the first `n` inline slots were written by `push` (see the field doc);
+        // `MaybeUninit<Slot>` has the layout of `Slot`.
+        unsafe { std::slice::from_raw_parts(self.inline.as_ptr().cast::<Slot>(), n) }
+    }
+
     fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.inline.iter().flatten().chain(self.spill.iter())
+        self.inline().iter().chain(self.spill.iter())
+    }
+
+    /// The slot for `id`: a tight scan of the inline slots, then the spill.
+    #[inline]
+    fn find(&self, id: TypeId) -> Option<&Slot> {
+        for slot in self.inline() {
+            if slot.type_id == id {
+                return Some(slot);
+            }
+        }
+        if self.len > INLINE {
+            return self.spill.iter().find(|s| s.type_id == id);
+        }
+        None
     }
 }
 
@@ -167,8 +191,7 @@ impl ValueRef {
             return Some(unsafe { &*(head.own_value as *const T) });
         }
         head.map
-            .iter()
-            .find(|s| s.type_id == id)
+            .find(id)
             // SAFETY: the slot's type is `T` and we hold (through `head`) a count on the
             // node that owns the value.
             .map(|s| unsafe { &*(s.value as *const T) })

@@ -91,34 +91,43 @@ pub(crate) fn submit_disarm(t: *const TimerEntry) {
 fn run(start: Instant) {
     let d = driver();
     let mut wheel = Wheel::new(start);
+    // Entries the driver holds a count on: armed and not yet fired or disarmed. While any
+    // exists the driver never sleeps longer than MAX_SLEEP, so a disarm is handled promptly
+    // even when the wheel is empty (an entry cancelled before its "arm" was read).
+    let mut outstanding = 0usize;
     loop {
         d.next_wake.store(AWAKE, Ordering::SeqCst);
-        drain(d, &mut wheel);
+        drain(d, &mut wheel, &mut outstanding);
         let now = wheel.tick_floor(Instant::now());
-        wheel.advance(now, fire);
-        let wake_at = wheel
-            .next_tick()
-            .map(|t| t.min(now + MAX_SLEEP.as_millis() as u64));
+        wheel.advance(now, |t| fire(t, &mut outstanding));
+        let cap = now + MAX_SLEEP.as_millis() as u64;
+        let wake_at = match wheel.next_tick() {
+            Some(t) => Some(t.min(cap)),
+            None if outstanding > 0 => Some(cap),
+            None => None,
+        };
         d.next_wake
             .store(wake_at.unwrap_or(u64::MAX), Ordering::SeqCst);
         if !d.inbox.load(Ordering::SeqCst).is_null() {
             continue;
         }
-        match wake_at.and_then(|t| wheel.instant_of(t)) {
-            None if wheel.len() == 0 => thread::park(),
-            None => thread::park_timeout(MAX_SLEEP),
-            Some(at) => {
-                let now = Instant::now();
-                if at > now {
-                    thread::park_timeout(at - now);
+        match wake_at {
+            None => thread::park(),
+            Some(t) => match wheel.instant_of(t) {
+                Some(at) => {
+                    let now = Instant::now();
+                    if at > now {
+                        thread::park_timeout(at - now);
+                    }
                 }
-            }
+                None => thread::park_timeout(MAX_SLEEP),
+            },
         }
     }
 }
 
 /// Handles every message in the inbox, in arrival order.
-fn drain(d: &Driver, wheel: &mut Wheel) {
+fn drain(d: &Driver, wheel: &mut Wheel, outstanding: &mut usize) {
     let mut top = d.inbox.swap(ptr::null_mut(), Ordering::SeqCst);
     let mut batch = Vec::new();
     while !top.is_null() {
@@ -132,12 +141,14 @@ fn drain(d: &Driver, wheel: &mut Wheel) {
         // SAFETY: as above.
         match unsafe { (*link).op } {
             Op::Arm => {
+                *outstanding += 1;
                 // SAFETY: driver thread; `t` is live.
                 if unsafe { &*t }.is_armed() && !unsafe { wheel.insert(t) } {
-                    fire(t);
+                    fire(t, outstanding);
                 }
             }
             Op::Disarm => {
+                *outstanding -= 1;
                 // SAFETY: driver thread; `t` is live until we release our count.
                 unsafe {
                     wheel.remove(t);
@@ -149,9 +160,10 @@ fn drain(d: &Driver, wheel: &mut Wheel) {
 }
 
 /// Fires a due entry taken out of the wheel.
-fn fire(t: *const TimerEntry) {
+fn fire(t: *const TimerEntry, outstanding: &mut usize) {
     // SAFETY: the driver holds its count on `t`.
     if unsafe { (*t).fire() } {
+        *outstanding -= 1;
         // SAFETY: fired: no disarm message will come, so the driver's count goes now.
         unsafe { super::entry::release(t) };
     }

@@ -34,4 +34,7 @@ pub(crate) unsafe fn arm(t: *const TimerEntry, node: *const Entry) {
     unsafe { (*(t as *mut TimerEntry)).set_node(node) };
     #[cfg(not(loom))]
     driver::submit_arm(t);
+    // Under loom there is no driver thread: the model plays it (`crate::__loom`).
+    #[cfg(loom)]
+    crate::__loom::record_armed(t);
 }

@@ -56,11 +56,6 @@ impl Wheel {
             .checked_add(TICK.checked_mul(u32::try_from(tick).ok()?)?)
     }
 
-    /// Entries in the wheel.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Puts `t` in the wheel. Returns false (leaving it out) if it is already due.
     ///
     /// # Safety
@@ -207,7 +202,7 @@ mod tests {
         assert_eq!(fired.len(), 3, "the 5000 ms entry waits for its round");
         w.advance(5000, |t| fired.push(t));
         assert_eq!(fired.len(), 4);
-        assert_eq!(w.len(), 0);
+        assert_eq!(w.len, 0);
         ts.into_iter().for_each(free);
     }
 

@@ -1,0 +1,30 @@
+//! Model 1: `cancel(parent)` racing `with_cancel(parent)`: the new child always ends done,
+//! with the parent's error and cause.
+//!
+//! Injected bug it caught: `Listeners::push` without the DETACHED (closed) check, so a
+//! child pushed after the close is never walked and stays live forever.
+#![cfg(loom)]
+
+use ctxcore::{Context, Error};
+use ctxcore_loom_tests::{cause_name, dropped, model, Drops, Named};
+use loom::thread;
+
+#[test]
+fn derive_racing_parent_cancel_gives_a_done_child() {
+    model(|| {
+        let drops = Drops::default();
+        let (parent, handle) = Context::background().with_cancel();
+        let p = parent.clone();
+        let t = thread::spawn(move || {
+            let (child, child_handle) = p.with_cancel();
+            (child, child_handle)
+        });
+        handle.cancel_with_cause(Named("parent", drops.token()));
+        let (child, child_handle) = t.join().unwrap();
+        assert!(child.is_done(), "the child derived during the cancel stayed live");
+        assert_eq!(child.err(), Some(Error::Canceled));
+        assert_eq!(cause_name(&child).as_deref(), Some("parent"));
+        drop((child, child_handle, parent, handle));
+        vec![dropped(&drops, 1, "the cause")]
+    });
+}

@@ -1,0 +1,30 @@
+//! Model 2: `cancel(parent)` racing the drop of a child (its unlink from the parent's
+//! list): every entry is freed exactly once (checked by `model` after each execution),
+//! and a sibling that stays is cancelled.
+//!
+//! Injected bug it caught: the cancel walk skipping `unlink_done` for an entry a remover
+//! had already marked DELETED (assuming the remover finishes the unlink, which it cannot
+//! once the list is closed): the dropped child was never freed ("live counts" failure).
+#![cfg(loom)]
+
+use ctxcore::Context;
+use ctxcore_loom_tests::model;
+use loom::thread;
+
+#[test]
+fn child_drop_racing_parent_cancel_frees_once() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (stays, _stays_handle) = parent.with_cancel();
+        let (goes, goes_handle) = parent.with_cancel();
+        let t = thread::spawn(move || {
+            goes_handle.disarm();
+            drop(goes); // the last reference: unlinks the child from the parent's list
+        });
+        handle.cancel();
+        assert!(stays.is_done());
+        t.join().unwrap();
+        drop(parent);
+        vec![]
+    });
+}

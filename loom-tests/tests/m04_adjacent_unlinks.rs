@@ -1,0 +1,35 @@
+//! Model 4: two children of one parent, adjacent in its list, unlinking at once: the list
+//! stays intact, and a later cancel of the parent reaches every remaining child.
+//!
+//! Injected bug it caught: the unlinking step of `Listeners::remove` as a plain store
+//! instead of a CAS on the predecessor's link: one removal resurrected the other entry
+//! (a freed entry still in the list, or a kept child cut off).
+#![cfg(loom)]
+
+use ctxcore::Context;
+use ctxcore_loom_tests::model;
+use loom::thread;
+
+#[test]
+fn adjacent_unlinks_keep_the_list_intact() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        // The list is LIFO: head -> kept_head -> gone_b -> gone_a -> kept_tail.
+        let (kept_tail, _h1) = parent.with_cancel();
+        let (gone_a, gone_a_handle) = parent.with_cancel();
+        let (gone_b, gone_b_handle) = parent.with_cancel();
+        let (kept_head, _h2) = parent.with_cancel();
+        let t = thread::spawn(move || {
+            gone_a_handle.disarm();
+            drop(gone_a);
+        });
+        gone_b_handle.disarm();
+        drop(gone_b);
+        t.join().unwrap();
+        handle.cancel();
+        assert!(kept_head.is_done(), "a later cancel misses the head child");
+        assert!(kept_tail.is_done(), "a later cancel misses the tail child");
+        drop(parent);
+        vec![]
+    });
+}

@@ -1,0 +1,101 @@
+//! Hooks for the loom models in `loom-tests/`; compiled under `--cfg loom` only.
+//!
+//! Under loom there is no timer driver thread: [`crate::timer::arm`] records each armed
+//! timer here and a model plays the driver with [`take_armed_timers`] and
+//! [`LoomTimer::fire`]. [`begin`] and [`finish`] bracket one execution: `finish` frees what
+//! the epoch stand-in retired and returns the live counts, so a model can assert that every
+//! context, waiter, callback and timer was freed exactly once.
+
+use crate::live::{self, LiveCounts};
+use crate::timer::{self, TimerEntry};
+use std::cell::RefCell;
+
+std::thread_local! {
+    /// Timers armed in this model run whose driver count nobody has taken yet (std
+    /// thread-local: loom runs a model's threads on one OS thread).
+    static ARMED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records a timer that has just been armed: its driver count now waits for a model.
+pub(crate) fn record_armed(t: *const TimerEntry) {
+    ARMED.with(|a| a.borrow_mut().push(t as usize));
+}
+
+/// The driver's side of one armed timer: holds the driver's count on the timer entry.
+#[derive(Debug)]
+pub struct LoomTimer(*const TimerEntry);
+
+// SAFETY: the driver's count may be used from any thread, as the driver thread does.
+unsafe impl Send for LoomTimer {}
+
+impl LoomTimer {
+    /// Fires the timer as the driver does at the deadline: true if it won against a
+    /// cancel (the node is then done with `DeadlineExceeded`). Gives the driver's count back.
+    pub fn fire(self) -> bool {
+        // SAFETY: `self` holds the driver's count (handed out once by `take_armed_timers`).
+        unsafe { (*self.0).fire() }
+        // `self` drops here and gives the count back.
+    }
+}
+
+impl Drop for LoomTimer {
+    fn drop(&mut self) {
+        // SAFETY: we own the driver's count and give it up once, as the driver does after
+        // firing or after handling the disarm message.
+        unsafe { timer::release(self.0) };
+    }
+}
+
+/// Every timer armed since the last call (or [`begin`]), each handed out once.
+pub fn take_armed_timers() -> Vec<LoomTimer> {
+    ARMED.with(|a| {
+        a.borrow_mut()
+            .drain(..)
+            .map(|t| LoomTimer(t as *const TimerEntry))
+            .collect()
+    })
+}
+
+/// What was left at the end of an execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// The live counts (contexts, timers, waiters, callbacks); all zero when nothing leaked
+    /// and nothing was finalized twice.
+    pub live: LiveCounts,
+    /// Entries retired twice to the epoch (always empty with the real epoch, which cannot
+    /// report it).
+    pub retired_twice: Vec<usize>,
+    /// List entries still allocated after freeing what was retired (`None` with the real
+    /// epoch, whose frees are not counted).
+    pub still_allocated: Option<i64>,
+}
+
+/// Starts one execution: forgets the counts of the previous one.
+pub fn begin() {
+    ARMED.with(|a| a.borrow_mut().clear());
+    let _ = live::loom_counts(true);
+    #[cfg(not(ctxcore_loom_real_epoch))]
+    crate::sync::epoch::reset();
+}
+
+/// Ends one execution, once every thread of the model has finished and every handle has
+/// been dropped: plays the driver for timers nobody took, frees what was retired and
+/// reports what is left.
+pub fn finish() -> Finish {
+    drop(take_armed_timers());
+    #[cfg(not(ctxcore_loom_real_epoch))]
+    {
+        let c = crate::sync::epoch::collect();
+        Finish {
+            live: live::loom_counts(false),
+            retired_twice: c.retired_twice,
+            still_allocated: Some(c.still_allocated),
+        }
+    }
+    #[cfg(ctxcore_loom_real_epoch)]
+    Finish {
+        live: live::loom_counts(false),
+        retired_twice: Vec::new(),
+        still_allocated: None,
+    }
+}

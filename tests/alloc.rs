@@ -1,0 +1,94 @@
+//! Allocation budgets (DESIGN.md), counted by a global allocator on the calling thread.
+mod common;
+use ctxcore::Context;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Duration;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = ALLOCS.with(Cell::get);
+    let r = f();
+    (r, ALLOCS.with(Cell::get) - before)
+}
+
+fn warm_up() {
+    // First use on a thread registers its leak-counter block and epoch handle, and the
+    // first timeout starts the timer thread: one-time costs, not per-operation ones.
+    let (c, h) = Context::background().with_timeout(Duration::from_secs(30));
+    let (cc, ch) = c.with_cancel();
+    drop((cc, ch, c, h));
+}
+
+#[test]
+fn allocation_budgets() {
+    let _leaks = common::leak_check();
+    warm_up();
+    let (roots, n) = allocs(|| (Context::background(), Context::todo()));
+    assert_eq!(n, 0, "roots allocate nothing");
+
+    let (parent, _ph) = Context::background().with_cancel();
+    let ((child, handle), n) = allocs(|| parent.with_cancel());
+    assert_eq!(n, 1, "with_cancel under a cancellable parent");
+    let (_, n) = allocs(|| roots.0.with_cancel());
+    assert_eq!(n, 1, "with_cancel under background");
+
+    let (clone, n) = allocs(|| child.clone());
+    assert_eq!(n, 0, "clone");
+
+    let mut v = Context::background();
+    for depth in 0..6u8 {
+        let (next, n) = allocs(|| {
+            v.with_value(depth as u64 * 1000 + depth as u64)
+                .with_value(depth)
+        });
+        assert!(n <= 2, "two with_value calls, depth {depth}: {n}");
+        v = next;
+    }
+    let (_, n) = allocs(|| v.with_value("one more"));
+    assert!(n <= 1, "with_value: {n}");
+
+    let ((t, th), n) = allocs(|| parent.with_timeout(Duration::from_secs(30)));
+    assert!(n <= 2, "with_timeout: {n}");
+    let (_, n) = allocs(|| th.cancel());
+    assert_eq!(n, 0, "cancelling a leaf");
+    drop(t);
+
+    handle.cancel();
+    let (ready, n) = allocs(|| {
+        let mut d = std::pin::pin!(clone.done());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        d.as_mut().poll(&mut cx).is_ready()
+    });
+    assert!(ready);
+    assert_eq!(n, 0, "done().await on a done context");
+    let (_, n) = allocs(|| clone.is_done() && clone.check().is_err() && clone.err().is_some());
+    assert_eq!(n, 0, "observing");
+}

@@ -1,0 +1,139 @@
+//! Behaviours 7 and 8: values and `without_cancel`.
+mod common;
+use ctxcore::Context;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, PartialEq)]
+struct User(&'static str);
+#[derive(Debug, PartialEq)]
+struct Trace(u64);
+
+#[test]
+fn nearest_value_wins_and_parents_never_see_children() {
+    let _leaks = common::leak_check();
+    let root = Context::background().with_value(User("root"));
+    let child = root.with_value(User("child")).with_value(Trace(9));
+    assert_eq!(child.value::<User>(), Some(&User("child")));
+    assert_eq!(child.value::<Trace>(), Some(&Trace(9)));
+    assert_eq!(root.value::<User>(), Some(&User("root")));
+    assert_eq!(root.value::<Trace>(), None);
+}
+
+#[test]
+fn values_survive_every_derivation() {
+    let _leaks = common::leak_check();
+    let ctx = Context::background().with_value(User("u"));
+    let (a, _h) = ctx.with_cancel();
+    let (b, _h) = a.with_timeout(std::time::Duration::from_secs(60));
+    let (c, _h) = b.with_deadline(std::time::Instant::now() + std::time::Duration::from_secs(9));
+    let d = c.without_cancel();
+    for x in [&a, &b, &c, &d] {
+        assert_eq!(x.value::<User>(), Some(&User("u")));
+    }
+}
+
+#[test]
+fn zero_sized_and_non_clone_values() {
+    let _leaks = common::leak_check();
+    struct Marker;
+    struct NotClone(std::sync::Mutex<u8>);
+    let ctx = Context::background()
+        .with_value(Marker)
+        .with_value(NotClone(std::sync::Mutex::new(3)))
+        .with_value(());
+    assert!(ctx.value::<Marker>().is_some());
+    assert_eq!(*ctx.value::<NotClone>().unwrap().0.lock().unwrap(), 3);
+    assert_eq!(ctx.value::<()>(), Some(&()));
+}
+
+#[test]
+fn deep_chains_find_every_type() {
+    let _leaks = common::leak_check();
+    let mut ctx = Context::background().with_value(User("bottom"));
+    for i in 0..10_000u64 {
+        ctx = ctx.with_value(Trace(i));
+        if i % 3 == 0 {
+            ctx = ctx.with_value(i as u32);
+        }
+    }
+    assert_eq!(ctx.value::<User>(), Some(&User("bottom")));
+    assert_eq!(ctx.value::<Trace>(), Some(&Trace(9_999)));
+    assert_eq!(ctx.value::<u32>(), Some(&9_999));
+}
+
+#[test]
+fn many_distinct_types_spill_and_still_work() {
+    let _leaks = common::leak_check();
+    macro_rules! types { ($($t:ident),*) => { $(#[derive(Debug, PartialEq)] struct $t(u8);)* } }
+    types!(A, B, C, D, E, F, G, H, I, J);
+    let ctx = Context::background()
+        .with_value(A(1))
+        .with_value(B(2))
+        .with_value(C(3))
+        .with_value(D(4))
+        .with_value(E(5))
+        .with_value(F(6))
+        .with_value(G(7))
+        .with_value(H(8))
+        .with_value(I(9))
+        .with_value(J(10));
+    assert_eq!(ctx.value::<A>(), Some(&A(1)));
+    assert_eq!(ctx.value::<E>(), Some(&E(5)));
+    assert_eq!(ctx.value::<J>(), Some(&J(10)));
+}
+
+#[test]
+fn values_are_dropped_exactly_once() {
+    let _leaks = common::leak_check();
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    {
+        let mut ctx = Context::background();
+        for _ in 0..100 {
+            ctx = ctx.with_value(Counted(drops.clone())).with_value(1u8);
+        }
+        let _clone = ctx.clone();
+        // As in Go, a chain keeps its ancestors' values alive while it lives.
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 100);
+}
+
+#[test]
+fn without_cancel_is_never_done_and_independent() {
+    let _leaks = common::leak_check();
+    let (parent, ph) = Context::background()
+        .with_value(Trace(1))
+        .with_timeout(std::time::Duration::from_millis(5));
+    let detached = parent.without_cancel();
+    let (under, _uh) = detached.with_cancel();
+    ph.cancel();
+    assert!(parent.is_done());
+    assert!(!detached.is_done() && detached.err().is_none() && detached.deadline().is_none());
+    assert!(!under.is_done());
+    assert_eq!(under.value::<Trace>(), Some(&Trace(1)));
+    assert!(!detached.wait_timeout(std::time::Duration::from_millis(20)));
+}
+
+#[test]
+fn values_cross_threads() {
+    let _leaks = common::leak_check();
+    let ctx = Context::background()
+        .with_value(User("sent"))
+        .with_value(Trace(3));
+    let got = std::thread::spawn(move || {
+        (
+            ctx.value::<User>().map(|u| u.0),
+            ctx.value::<Trace>().map(|t| t.0),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got, (Some("sent"), Some(3)));
+}
