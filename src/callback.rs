@@ -10,6 +10,7 @@
 
 use crate::cancel::Panic;
 use crate::list::{self, Entry, Kind};
+use crate::live;
 use crate::node::NodeRef;
 use crate::sync::{epoch, AtomicU8, Ordering, UnsafeCell};
 use std::fmt;
@@ -55,6 +56,7 @@ impl Callback {
         {
             return None;
         }
+        live::add(live::Counter::Callbacks, -1);
         // SAFETY: only the winner of the CAS above touches the cell, once.
         self.f.with_mut(|p| unsafe { (*p).take() })
     }
@@ -139,10 +141,11 @@ impl AfterFunc {
                 inner: Inner::Inert(AtomicBool::new(true)),
             };
         }
+        live::add(live::Counter::Callbacks, 1);
         node.entry().acquire(); // the pending count on the node
         let e = Entry::alloc(Kind::Callback(Callback::new(f)), 2, node.as_ptr());
         // SAFETY: `e` is fresh, owned by `node`, in no list.
-        if unsafe { node.node().listeners.push(e) } {
+        if unsafe { node.node().push(e) } {
             // SAFETY: `e` came from `Entry::alloc`, so it is non-null; one of its two counts
             // is ours from now on.
             let e = unsafe { NonNull::new_unchecked(e as *mut Entry) };
@@ -197,8 +200,7 @@ impl AfterFunc {
         let guard = &epoch::pin();
         // SAFETY: `e` is live (our count), owned by `owner`, which the pending count we now
         // own keeps alive; we are pinned.
-        let finalized = unsafe { (*owner).node().listeners.remove(e, false, guard) };
-        debug_assert!(finalized.is_none(), "our own count keeps the entry");
+        unsafe { (*owner).node().mark(e, guard) };
         // SAFETY: the claim gave us the pending counts on the entry and on the owner.
         unsafe {
             list::release(e);

@@ -56,6 +56,12 @@ mod wait;
 
 pub mod live;
 
+// Structured concurrency and signal contexts (built on the std shim only: not under loom).
+#[cfg(not(loom))]
+pub mod group;
+#[cfg(all(unix, not(loom)))]
+pub mod signal;
+
 #[cfg(loom)]
 #[doc(hidden)]
 #[path = "loom_hooks.rs"]

@@ -5,60 +5,72 @@
 //! Each cancellable node owns a singly linked list of [`Entry`]s: its child nodes, the
 //! waiters of `done()`/`wait()`, and its `after_func` callbacks. The list is Harris's
 //! lock-free list (T. Harris, "A Pragmatic Implementation of Non-Blocking Linked-Lists",
-//! DISC 2001) with Michael's epoch-safe unlinking (M. Michael, "High Performance Dynamic
-//! Lock-Free Hash Tables and List-Based Sets", SPAA 2002), cut down to what a listener list
-//! needs: no keys, insertion only at the head, and one extra operation, *close*.
+//! DISC 2001: logical deletion by a mark on the entry's own `next`, physical removal of whole
+//! runs of marked entries by one CAS on the predecessor) with Michael's epoch-safe
+//! reclamation (M. Michael, SPAA 2002), cut down to what a listener list needs: no keys,
+//! insertion only at the head, and one extra operation, *close*.
 //!
 //! - **push**: CAS the head from `h` to the new entry whose `next` is `h`.
-//! - **remove**: set the DELETED tag on the entry's own `next` (logical deletion), then walk
-//!   from the head and unlink every DELETED entry met (CAS `pred.next` from the entry to its
-//!   successor) until the entry itself is gone.
-//! - **close**: swap the head with a null pointer tagged DETACHED. The canceller now owns the
-//!   detached chain. It walks it with `fetch_or(DETACHED)` on each `next`, which both reads the
-//!   successor and freezes the link, so no remover can unlink anything behind it any more.
+//! - **mark**: set the DELETED tag on the entry's own `next`. That is all a departing entry
+//!   does: it never searches for its predecessor, so leaving costs O(1) wherever the entry
+//!   sits (a server drops its oldest request as cheaply as its newest).
+//! - **sweep**: walk from the head and unlink every run of marked entries with one CAS. The
+//!   node counts marks since its last sweep (`garbage`) and how many live entries that sweep
+//!   kept (`kept`); the thread whose mark takes `garbage` past `kept / 2 + SWEEP_SLACK`
+//!   sweeps. A sweep costs O(kept + garbage) and happens at most once per
+//!   `kept / 2 + SWEEP_SLACK` marks, so removal is amortized O(1); dead entries waiting for a
+//!   sweep number at most half the live ones of the last sweep plus the slack, so when
+//!   every child is gone, at most a few dozen dead ones remain.
+//! - **close**: swap the head with a null pointer tagged DETACHED. The closer (a canceller,
+//!   or the finalizer of a dead node) now owns the detached chain. It walks it with
+//!   `fetch_or(DETACHED)` on each `next`, which both reads the successor and freezes the
+//!   link, so no sweeper can unlink anything behind it any more.
 //!
 //! # Invariants
 //!
 //! 1. A link tagged DETACHED belongs to a closed list and never changes pointer again: every
 //!    CAS on a link expects an untagged value.
-//! 2. An entry's `next` tagged DELETED never changes pointer again (Harris), so an unlinking
-//!    CAS that read it moves the predecessor past exactly that entry.
+//! 2. An entry's `next` tagged DELETED never changes pointer again (Harris), so a CAS that
+//!    read a run of marked entries moves the predecessor past exactly that run.
 //! 3. LINKED (top bit of `refs`) is set while the entry is reachable from its owner's list or
 //!    from a detached chain not yet walked past it. Exactly one thread clears it: the thread
-//!    whose CAS unlinked the entry, or the canceller that walked it.
-//! 4. An entry is finalized (and its memory handed to the epoch) by whichever thread makes
-//!    both the count and LINKED zero. The count never rises from zero: new references are
-//!    only ever cloned from live ones.
-//! 5. A node entry with an owner holds one count on that owner for its whole life; it gives
-//!    it back when finalized. A waiter's owner is kept alive by the future or thread waiting
-//!    on it, a callback's owner by the callback's pending count (see `callback.rs`).
-//! 6. A thread inside `remove` keeps the list's owner alive by its own path (invariant 5), so
-//!    owner counts it gives back for other entries it unlinks never reach zero there: there is
-//!    no recursion through `remove`, and a chain of any depth is released by the loop in
-//!    [`release`].
+//!    whose CAS unlinked the entry, or the closer that walked it.
+//! 4. An entry is finalized by whichever thread makes both the count and LINKED zero; the
+//!    count never rises from zero (new references are only cloned from live ones).
+//! 5. A *live* node entry (count above zero) with an owner holds one count on that owner; it
+//!    gives it back when its own count reaches zero, after marking itself. A dead node
+//!    waiting in a list for a sweep keeps nothing alive. A waiter's owner is kept alive by
+//!    the future or thread waiting on it, a pending callback's by its pending count.
+//! 6. So a node whose count is zero has no live entry in its list: finalizing it closes the
+//!    list and finalizes every entry in it (they are all dead, except callbacks still held
+//!    by their `AfterFunc`, which only lose LINKED), on an explicit worklist (no recursion).
+//!    Nobody else touches that list any more: markers and sweepers of a list always hold a
+//!    count on its owner (invariant 5, or a `Context` of it).
 //!
 //! # Orderings
 //!
 //! - push's successful CAS is Release: it publishes the entry's fields to whoever reads the
-//!   head with Acquire (close, remove's walk). push's loads of the head (first read, CAS
-//!   failure) are Acquire: a push that finds the list closed synchronizes with the close,
-//!   so the pusher then sees the owner's DONE (set before the close).
+//!   head with Acquire (close, sweep). push's loads of the head (first read, CAS failure)
+//!   are Acquire: a push that finds the list closed synchronizes with the close, so the
+//!   pusher then sees the owner's DONE (set before the close).
 //! - close's swap and the walk's `fetch_or` are AcqRel: Acquire to read entries pushed or
-//!   links rewritten before, Release so that a remover that later sees DETACHED also sees
-//!   that the canceller owns the entry.
-//! - Unlinking CASes are AcqRel, failures Acquire (a retry reads the current list).
+//!   links rewritten before, Release so that a marker that later sees DETACHED also sees
+//!   that the closer owns the entry.
+//! - mark is AcqRel; unlinking CASes are AcqRel, failures Acquire (a retry reads the current
+//!   list). `garbage` and `kept` are Relaxed: they only schedule sweeps, never decide safety.
 //! - `refs`: increments Relaxed (a count is only cloned from a live one, like `Arc`);
-//!   decrements Release, and the thread that reaches zero fences Acquire before finalizing,
-//!   so every access through other references happens before the memory is reused.
+//!   decrements Release, and the thread that reaches zero fences Acquire before acting on
+//!   it, so every access through other references happens before the memory is reused.
 //!
 //! # Reclamation
 //!
-//! Finalized entries go to `Guard::defer_destroy`: a remover or canceller that still holds a
-//! pointer to an entry is pinned, so the memory outlives every such pointer.
+//! Finalized entries go to `Guard::defer_destroy`: a marker, sweeper or closer that still
+//! holds a pointer to an entry is pinned, so the memory outlives every such pointer.
 
 use crate::callback::Callback;
 use crate::live;
 use crate::node::Node;
+use crate::state;
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 use crate::sync::{AtomicUsize, AtomicWaker, Ordering};
 use std::sync::atomic::fence;
@@ -100,7 +112,10 @@ impl Entry {
     /// Allocates an entry with `count` references, linked to `owner` if non-null, and
     /// returns its address. The entry is not in any list yet.
     pub(crate) fn alloc(kind: Kind, count: usize, owner: *const Entry) -> *const Entry {
-        live::add(live_kind(&kind), 1);
+        if let Some(c) = live_kind(&kind) {
+            live::add(c, 1);
+        }
+        live::add(live::Counter::Entries, 1);
         let linked = if owner.is_null() { 0 } else { LINKED };
         let owned = Owned::new(Entry {
             next: Atomic::null(),
@@ -151,11 +166,13 @@ impl Entry {
     }
 }
 
-fn live_kind(kind: &Kind) -> live::Counter {
+/// The counter an entry's kind moves while it is alive (see `live.rs`).
+fn live_kind(kind: &Kind) -> Option<live::Counter> {
     match kind {
-        Kind::Node(_) => live::Counter::Contexts,
-        Kind::Waiter(_) => live::Counter::Waiters,
-        Kind::Callback(_) => live::Counter::Callbacks,
+        Kind::Node(_) => Some(live::Counter::Contexts),
+        Kind::Waiter(_) => Some(live::Counter::Waiters),
+        // Callbacks count as live until claimed (`callback.rs`), not until freed.
+        Kind::Callback(_) => None,
     }
 }
 
@@ -163,237 +180,389 @@ fn live_kind(kind: &Kind) -> live::Counter {
 ///
 /// # Safety
 ///
-/// `e` came from [`Entry::alloc`], and no other thread has ever seen it.
+/// `e` came from [`Entry::alloc`], and no other thread has ever seen it; a callback in it
+/// has been claimed.
 pub(crate) unsafe fn free_unpublished(e: *const Entry) {
     // SAFETY: per the contract nobody else can reach `e`; `alloc` built it with `Owned`.
     let owned = unsafe { Owned::from_raw(e as *mut Entry) };
-    live::add(live_kind(&owned.kind), -1);
+    if let Some(c) = live_kind(&owned.kind) {
+        live::add(c, -1);
+    }
+    live::add(live::Counter::Entries, -1);
     drop(owned);
 }
 
-/// The head of a node's listener list.
+/// Marks allowed past half the last sweep's live count before a sweep is due. Zero under
+/// loom, so the models' few entries are swept (the slow path) instead of only marked.
+const SWEEP_SLACK: usize = if cfg!(loom) { 0 } else { 8 };
+
+/// The bookkeeping that schedules sweeps of a node's list. The list's head is the node's
+/// state word (`state.rs`): a live word is the address of the first entry.
 #[derive(Debug)]
 pub(crate) struct Listeners {
-    head: Atomic<Entry>,
+    /// Marks since the last sweep.
+    garbage: AtomicUsize,
+    /// Live entries the last sweep kept.
+    kept: AtomicUsize,
 }
 
 impl Listeners {
-    /// An empty, open list.
+    /// No marks yet.
     pub(crate) fn new() -> Self {
         Listeners {
-            head: Atomic::null(),
+            garbage: AtomicUsize::new(0),
+            kept: AtomicUsize::new(0),
         }
     }
+}
 
-    /// A list that is closed from the start (for nodes born done).
-    pub(crate) fn closed() -> Self {
-        let l = Listeners::new();
-        l.head
-            .store(Shared::null().with_tag(DETACHED), Ordering::Relaxed);
-        l
+/// The first entry a live head word points to (null for an empty list).
+#[inline]
+fn entry_of<'g>(word: usize) -> Shared<'g, Entry> {
+    Shared::from(word as *const Entry)
+}
+
+/// A link an unlinking CAS can rewrite: the head (the node's state word) or an entry's
+/// `next`.
+enum Pred<'a> {
+    Head(&'a AtomicUsize),
+    Link(&'a Atomic<Entry>),
+}
+
+impl Pred<'_> {
+    /// CAS from `cur` to `new` (both untagged). `Err(true)`: the list was closed meanwhile
+    /// (DONE on the head, DETACHED on a link); `Err(false)`: it changed otherwise.
+    fn unlink(
+        &self,
+        cur: Shared<'_, Entry>,
+        new: Shared<'_, Entry>,
+        guard: &Guard,
+    ) -> Result<(), bool> {
+        match self {
+            Pred::Head(h) => h
+                .compare_exchange(
+                    cur.as_raw() as usize,
+                    new.as_raw() as usize,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .map(|_| ())
+                .map_err(state::is_done),
+            Pred::Link(l) => l
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire, guard)
+                .map(|_| ())
+                .map_err(|e| e.current.tag() & DETACHED != 0),
+        }
     }
+}
 
-    /// Pushes `e` at the head. Returns false, leaving `e` unlinked, if the list is closed.
+impl Node {
+    /// Pushes `e` at the head of this node's list. Returns false, leaving `e` unlinked, if
+    /// the node is done (its list is closed).
     ///
     /// # Safety
     ///
-    /// `e` is a live entry whose `owner` is this list's node, not in any list yet.
+    /// `e` is a live entry whose `owner` is this node, not in any list yet.
     pub(crate) unsafe fn push(&self, e: *const Entry) -> bool {
-        // SAFETY: push never dereferences the head it reads, only compares it; `e` is ours.
-        let guard = unsafe { epoch::unprotected() };
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
-        let new = Shared::from(e);
-        // Acquire (here and on CAS failure): a push that reads DETACHED synchronizes with
-        // close's swap, so the caller's next load of the owner's state sees DONE (found by
-        // loom model m01: with Relaxed, a child or waiter could see "closed" but "not done").
-        let mut head = self.head.load(Ordering::Acquire, guard);
+        let head = self.state.head();
+        // Acquire (here and on CAS failure): a push that reads DONE synchronizes with the
+        // cancel's CAS, so the caller then sees the owner's reason and cause (loom model
+        // m01 found the Relaxed version of this).
+        let mut word = head.load(Ordering::Acquire);
         loop {
-            if head.tag() & DETACHED != 0 {
+            if state::is_done(word) {
                 return false;
             }
-            entry.next.store(head, Ordering::Relaxed);
+            entry.next.store(entry_of(word), Ordering::Relaxed);
             // Release: publishes the entry's fields with it (see "Orderings").
-            match self
-                .head
-                .compare_exchange(head, new, Ordering::Release, Ordering::Acquire, guard)
-            {
+            match head.compare_exchange(word, e as usize, Ordering::Release, Ordering::Acquire) {
                 Ok(_) => return true,
-                Err(err) => head = err.current,
+                Err(now) => word = now,
             }
         }
     }
 
-    /// Closes the list and walks the detached chain: `visit` is called once for every entry
-    /// that was not logically deleted. Every entry's LINKED is given up after its visit,
-    /// except for node entries for which `visit` returns true: the caller takes over their
-    /// LINKED and gives it up later with [`unlink_done`].
-    ///
-    /// Returns false if the list was already empty (then nothing was pinned).
-    pub(crate) fn close_and_walk(&self, mut visit: impl FnMut(&Entry) -> bool) -> bool {
-        // SAFETY: the swap dereferences nothing; if the chain is empty we are done.
-        let unprotected = unsafe { epoch::unprotected() };
-        let first = self.head.swap(
-            Shared::null().with_tag(DETACHED),
-            Ordering::AcqRel, // Acquire: see pushed entries; Release: removers see the close.
-            unprotected,
-        );
-        if first.is_null() {
-            return false;
-        }
-        let guard = &epoch::pin();
-        let mut cur = first.with_tag(0);
-        while !cur.is_null() {
-            // SAFETY: `cur` is in our detached chain with LINKED still set (invariant 3),
-            // so it is not finalized (invariant 4).
-            let e = unsafe { cur.deref() };
-            // AcqRel: reads the successor and freezes the link (invariant 1).
-            let next = e.next.fetch_or(DETACHED, Ordering::AcqRel, guard);
-            let keep = next.tag() & DELETED == 0 && visit(e);
-            if !keep {
-                // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.
-                if let Some(owner) = unsafe { unlink_done(cur.as_raw(), guard) } {
-                    // A node entry finalized here (a child dropped while the list closed)
-                    // hands back its count on this list's node (invariant 5); dropping it
-                    // leaked the node (found by loom model m02). The walker keeps the node
-                    // alive by its own reference, so this is not its last count, or, if it
-                    // is, the node's LINKED is the walker's and `remove` returns at once.
-                    // SAFETY: a counted reference handed to us by the finalized entry.
-                    unsafe { release(owner) };
-                }
-            }
-            cur = next.with_tag(0);
-        }
-        true
-    }
-
-    /// Logically deletes `e` and makes sure it is unlinked (by us or by a helper) unless the
-    /// list was closed meanwhile, in which case the canceller owns it.
-    ///
-    /// Returns the entry to release next if this call finalized `e` itself (its owner).
-    /// `count_is_zero` says the caller saw `e`'s count reach zero (the release path).
+    /// Marks `e` deleted (see "Algorithm") and sweeps if a sweep is due. Does nothing if `e`
+    /// was already marked or the list closed (the closer then owns it).
     ///
     /// # Safety
     ///
-    /// `e` is a live entry of this list; the caller is pinned with `guard` and keeps this
-    /// list's node alive (invariant 6); `count_is_zero` is true only if it observed the
-    /// count of `e` reach zero.
-    pub(crate) unsafe fn remove(
-        &self,
-        e: *const Entry,
-        count_is_zero: bool,
-        guard: &Guard,
-    ) -> Option<*const Entry> {
+    /// `e` is a live entry of this node's list; the caller is pinned with `guard` and holds
+    /// a count on this node (invariant 6).
+    pub(crate) unsafe fn mark(&self, e: *const Entry, guard: &Guard) {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
         let old = entry.next.fetch_or(DELETED, Ordering::AcqRel, guard);
         if old.tag() != 0 {
-            // Already deleted by another remover (who finishes the job) or detached.
-            return None;
+            return;
         }
+        let l = &self.listeners;
+        let garbage = l.garbage.fetch_add(1, Ordering::Relaxed) + 1;
+        if garbage > l.kept.load(Ordering::Relaxed) / 2 + SWEEP_SLACK {
+            // SAFETY: forwarded from our caller.
+            unsafe { self.sweep(guard) };
+        }
+    }
+
+    /// Unlinks every run of marked entries (see "Algorithm") and finalizes what it frees.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Node::mark`].
+    unsafe fn sweep(&self, guard: &Guard) {
+        let l = &self.listeners;
+        l.garbage.store(0, Ordering::Relaxed);
         'retry: loop {
-            let mut pred = &self.head;
-            let mut cur = pred.load(Ordering::Acquire, guard);
+            let mut kept = 0;
+            let head = self.state.head();
+            let word = head.load(Ordering::Acquire);
+            if state::is_done(word) {
+                return;
+            }
+            let mut pred = Pred::Head(head);
+            let mut cur = entry_of(word);
             loop {
-                if cur.tag() & DETACHED != 0 || cur.is_null() {
-                    // Closed (the canceller owns what is left), or `e` is already gone.
-                    return None;
+                if cur.is_null() {
+                    l.kept.store(kept, Ordering::Relaxed);
+                    return;
                 }
                 // SAFETY: `cur` was reachable from the list while we are pinned, so its
                 // memory is not reused before we unpin (see "Reclamation").
                 let c = unsafe { cur.deref() };
                 let next = c.next.load(Ordering::Acquire, guard);
                 if next.tag() & DETACHED != 0 {
-                    return None;
+                    return;
                 }
-                if next.tag() & DELETED != 0 {
-                    let succ = next.with_tag(0);
-                    match pred.compare_exchange(
-                        cur,
-                        succ,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                        guard,
-                    ) {
-                        Ok(_) => {
-                            if cur.as_raw() == e && count_is_zero {
-                                // We own `e`'s LINKED and saw its count reach zero: nobody
-                                // else can touch `refs` now (invariant 4), so finalize
-                                // without clearing LINKED (one locked instruction saved).
-                                // SAFETY: as just argued; we are pinned.
-                                return unsafe { finalize(e, guard) };
-                            }
-                            // SAFETY: our CAS unlinked `cur`, so we own its LINKED.
-                            let then = unsafe { unlink_done(cur.as_raw(), guard) };
-                            if cur.as_raw() == e {
-                                return then;
-                            }
-                            if let Some(owner) = then {
-                                // Invariant 6: this never reaches zero here.
-                                // SAFETY: `owner` is a live counted reference handed to us.
-                                unsafe { release(owner) };
-                            }
-                            cur = succ;
-                            continue;
-                        }
-                        Err(err) => {
-                            if err.current.tag() & DETACHED != 0 {
-                                return None;
-                            }
-                            continue 'retry;
-                        }
+                if next.tag() & DELETED == 0 {
+                    kept += 1;
+                    pred = Pred::Link(&c.next);
+                    cur = next;
+                    continue;
+                }
+                // A run of marked entries starts at `cur`; find its end (invariant 2
+                // freezes every link inside the run).
+                let mut succ = next.with_tag(0);
+                while !succ.is_null() {
+                    // SAFETY: reachable through the frozen run while we are pinned.
+                    let after = unsafe { succ.deref() }.next.load(Ordering::Acquire, guard);
+                    if after.tag() & DETACHED != 0 {
+                        return;
                     }
+                    if after.tag() & DELETED == 0 {
+                        break;
+                    }
+                    succ = after.with_tag(0);
                 }
-                pred = &c.next;
-                cur = next;
+                match pred.unlink(cur, succ, guard) {
+                    Ok(()) => {
+                        // We own the LINKED of every entry of the run (invariant 3).
+                        let mut x = cur;
+                        while x != succ {
+                            // SAFETY: `x` is in the run we unlinked; pinned.
+                            let after = unsafe { x.deref() }.next.load(Ordering::Acquire, guard);
+                            // SAFETY: we own its LINKED; `after` was read first.
+                            unsafe { unlink_done(x.as_raw(), guard) };
+                            x = after.with_tag(0);
+                        }
+                        cur = succ;
+                    }
+                    Err(true) => return,
+                    Err(false) => continue 'retry,
+                }
             }
         }
     }
 }
 
+/// Walks a chain detached by a winning cancel (`State::try_finish`'s `Ok`): `visit` is
+/// called once for every entry that was not marked. Every entry's LINKED is given up after
+/// its visit, except for node entries for which `visit` returns true: the caller takes over
+/// their LINKED and gives it up later with [`unlink_done`].
+///
+/// Returns false if the chain was empty (then nothing was pinned).
+pub(crate) fn walk_chain(first: usize, mut visit: impl FnMut(&Entry) -> bool) -> bool {
+    if first == 0 {
+        return false;
+    }
+    let guard = &epoch::pin();
+    let mut cur = entry_of(first);
+    while !cur.is_null() {
+        // SAFETY: `cur` is in our detached chain with LINKED still set (invariant 3), so it
+        // is not finalized (invariant 4).
+        let e = unsafe { cur.deref() };
+        // AcqRel: reads the successor and freezes the link (invariant 1).
+        let next = e.next.fetch_or(DETACHED, Ordering::AcqRel, guard);
+        let keep = next.tag() & DELETED == 0 && visit(e);
+        if !keep {
+            // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.
+            unsafe { unlink_done(cur.as_raw(), guard) };
+        }
+        cur = next.with_tag(0);
+    }
+    true
+}
+
 /// Gives up LINKED for an entry this thread unlinked or walked, finalizing it if no counted
-/// reference is left. Returns the owner to release if the entry was finalized.
+/// reference is left.
 ///
 /// # Safety
 ///
 /// The caller owns `e`'s LINKED (invariant 3) and is pinned with `guard`.
-pub(crate) unsafe fn unlink_done(e: *const Entry, guard: &Guard) -> Option<*const Entry> {
+pub(crate) unsafe fn unlink_done(e: *const Entry, guard: &Guard) {
     // SAFETY: LINKED is still set, so `e` is live (invariant 4).
     let entry = unsafe { &*e };
-    // AcqRel: Release orders our accesses before a finalizer's; Acquire in case it is us.
-    let prev = entry.refs.fetch_and(!LINKED, Ordering::AcqRel);
+    // A dead entry's count cannot rise again (invariant 4) and its LINKED is ours, so a
+    // plain load settles the common case without a locked instruction.
+    let prev = if entry.refs.load(Ordering::Acquire) == LINKED {
+        LINKED
+    } else {
+        // AcqRel: Release orders our accesses before a finalizer's; Acquire if it is us.
+        entry.refs.fetch_and(!LINKED, Ordering::AcqRel)
+    };
     debug_assert!(prev & LINKED != 0);
     if prev & COUNT == 0 {
-        // SAFETY: count and LINKED are both zero now and only we saw that transition.
-        unsafe { finalize(e, guard) }
-    } else {
-        None
+        // SAFETY: count and LINKED are both ours to call zero now.
+        unsafe { finalize(e, guard) };
     }
 }
 
-/// Hands a dead entry to the epoch; returns its owner if it held a count on it.
+/// Hands a dead entry to the epoch. For a node, first closes its list and finalizes the
+/// dead entries in it, and theirs, on a worklist (invariant 6).
 ///
 /// # Safety
 ///
 /// Count and LINKED of `e` are zero, observed by this thread alone; `guard` is pinned.
-unsafe fn finalize(e: *const Entry, guard: &Guard) -> Option<*const Entry> {
-    // SAFETY: not freed before the deferred destroy below runs.
-    let entry = unsafe { &*e };
-    live::add(live_kind(&entry.kind), -1);
-    if let Kind::Node(node) = &entry.kind {
-        node.release_timer();
+unsafe fn finalize(e: *const Entry, guard: &Guard) {
+    let mut work: Vec<*const Entry> = Vec::new();
+    let mut next = Some(e);
+    while let Some(e) = next.take().or_else(|| work.pop()) {
+        // SAFETY: not freed before the deferred destroy below runs.
+        let entry = unsafe { &*e };
+        live::add(live::Counter::Entries, -1);
+        if let Kind::Node(node) = &entry.kind {
+            node.release_timer();
+            // Nobody else touches a dead node's list (invariant 6); a cancelled node's list
+            // was detached by its cancel and yields nothing here.
+            let mut cur = entry_of(node.state.take_chain());
+            while !cur.is_null() {
+                // SAFETY: entries of a dead node's list keep LINKED until we clear it.
+                let x = unsafe { cur.deref() };
+                let after = x.next.load(Ordering::Acquire, guard);
+                // AcqRel as in `unlink_done`.
+                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
+                if prev & COUNT == 0 {
+                    if next.is_none() {
+                        next = Some(cur.as_raw());
+                    } else {
+                        work.push(cur.as_raw());
+                    }
+                }
+                cur = after.with_tag(0);
+            }
+        }
+        // SAFETY: nobody can obtain a new reference (invariant 4); threads still holding the
+        // pointer are pinned, and the epoch frees the memory only after they unpin.
+        unsafe { grave::bury(e, guard) };
     }
-    let owner = match entry.kind {
-        Kind::Node(_) if !entry.owner.is_null() => Some(entry.owner),
-        _ => None,
-    };
-    // SAFETY: nobody can obtain a new reference (invariant 4); threads still holding the
-    // pointer are pinned, and the epoch frees the memory only after they unpin.
-    unsafe { guard.defer_destroy(Shared::from(e)) };
-    owner
 }
 
-/// Releases one counted reference to `e`, and then, iteratively, whatever that frees.
+/// Batches dead entries before handing them to the epoch.
+///
+/// crossbeam-epoch stores each deferred free in a per-thread bag and allocates a ~2 KiB
+/// sealed bag every 64 of them; with one deferred free per context, that large allocation
+/// (and the allocator consolidation it triggers) was the biggest single cost of a
+/// create/cancel/drop. Here a thread chains its dead entries (through `refs`, which nobody
+/// reads after finalization: invariant 4) and defers the whole chain with one closure per
+/// [`grave::BATCH`] entries. Deferring later than the finalization is always safe: the epoch
+/// only frees after every thread pinned before the defer has unpinned. At most `BATCH - 1`
+/// dead entries wait per thread; a thread's leftovers are deferred when it exits.
+mod grave {
+    use super::Entry;
+    #[cfg_attr(loom, allow(unused_imports))]
+    use crate::sync::epoch::{self, Guard, Owned, Shared};
+    #[cfg_attr(loom, allow(unused_imports))]
+    use crate::sync::Ordering;
+
+    /// Entries per deferred closure.
+    pub(super) const BATCH: usize = 32;
+
+    #[cfg(not(loom))]
+    struct Grave {
+        head: std::cell::Cell<*const Entry>,
+        len: std::cell::Cell<usize>,
+    }
+
+    #[cfg(not(loom))]
+    impl Drop for Grave {
+        fn drop(&mut self) {
+            let head = self.head.replace(std::ptr::null());
+            if !head.is_null() {
+                let guard = &epoch::pin();
+                // SAFETY: a chain of finalized entries, as in `bury`.
+                unsafe { guard.defer_unchecked(move || free_chain(head)) };
+            }
+        }
+    }
+
+    #[cfg(not(loom))]
+    std::thread_local! {
+        static GRAVE: Grave = const {
+            Grave {
+                head: std::cell::Cell::new(std::ptr::null()),
+                len: std::cell::Cell::new(0),
+            }
+        };
+    }
+
+    /// Hands the finalized entry `e` to the epoch, batched.
+    ///
+    /// # Safety
+    ///
+    /// `e` is finalized (invariant 4) and `guard` is pinned.
+    pub(super) unsafe fn bury(e: *const Entry, guard: &Guard) {
+        #[cfg(not(loom))]
+        {
+            let buried = GRAVE.try_with(|g| {
+                // SAFETY: `e` is finalized: only we write `refs` now (invariant 4).
+                unsafe { &*e }
+                    .refs
+                    .store(g.head.get() as usize, Ordering::Relaxed);
+                g.head.set(e);
+                g.len.set(g.len.get() + 1);
+                if g.len.get() == BATCH {
+                    g.len.set(0);
+                    let head = g.head.replace(std::ptr::null());
+                    // SAFETY: every entry in the chain is finalized; threads that may still
+                    // read them are pinned, and this defer frees only after they unpin.
+                    unsafe { guard.defer_unchecked(move || free_chain(head)) };
+                }
+            });
+            if buried.is_ok() {
+                return;
+            }
+        }
+        // SAFETY: as in the contract; the loom build (and a thread past its thread-local
+        // teardown) defers each entry on its own, so the models see every free.
+        unsafe { guard.defer_destroy(Shared::from(e)) };
+    }
+
+    /// Frees a chain made by `bury`.
+    #[cfg(not(loom))]
+    fn free_chain(mut p: *const Entry) {
+        while !p.is_null() {
+            // SAFETY: the chain's entries are finalized and past their grace period; `refs`
+            // holds the link written by `bury`; `alloc` made them with `Owned`.
+            let next = unsafe { &*p }.refs.load(Ordering::Relaxed) as *const Entry;
+            // SAFETY: as above.
+            drop(unsafe { Owned::from_raw(p as *mut Entry) });
+            p = next;
+        }
+    }
+}
+
+/// Releases one counted reference to `e`, and then, iteratively, what that releases.
 ///
 /// # Safety
 ///
@@ -406,19 +575,30 @@ pub(crate) unsafe fn release(e: *const Entry) {
         let entry = unsafe { &*e };
         // Release: our accesses happen before the finalizer's (see "Orderings").
         let prev = entry.refs.fetch_sub(1, Ordering::Release);
+        debug_assert!(prev & COUNT != 0, "entry count released below zero");
         if prev & COUNT != 1 {
             return;
         }
         fence(Ordering::Acquire);
+        if let Some(c) = live_kind(&entry.kind) {
+            live::add(c, -1);
+        }
         let g = guard.get_or_insert_with(epoch::pin);
-        next = if prev & LINKED != 0 {
-            // SAFETY: a linked entry has a live owner (invariants 5 and 6), and `e` is in its
-            // list or in a detached chain; we are pinned.
-            unsafe { (*entry.owner).node().listeners.remove(e, true, g) }
+        // A live node holds a count on its owner (invariant 5); read before marking, after
+        // which a sweeper may finalize `e`.
+        next = match entry.kind {
+            Kind::Node(_) if !entry.owner.is_null() => Some(entry.owner),
+            _ => None,
+        };
+        if prev & LINKED != 0 {
+            // SAFETY: `e` sits in its owner's list (or a detached chain); the owner is
+            // alive: a node holds a count on it until the loop's next turn, a waiter's or
+            // callback's holder keeps it (invariant 5); we are pinned.
+            unsafe { (*entry.owner).node().mark(e, g) };
         } else {
             // SAFETY: count and LINKED reached zero with our decrement alone.
-            unsafe { finalize(e, g) }
-        };
+            unsafe { finalize(e, g) };
+        }
     }
 }
 
@@ -426,8 +606,8 @@ pub(crate) unsafe fn release(e: *const Entry) {
 ///
 /// # Safety
 ///
-/// `e` holds LINKED, and no list or walker can reach it.
-pub(crate) unsafe fn unlink_unpushed(e: *const Entry) -> Option<*const Entry> {
+/// `e` holds LINKED and a count, and no list or walker can reach it.
+pub(crate) unsafe fn unlink_unpushed(e: *const Entry) {
     let guard = &epoch::pin();
     // SAFETY: nobody else can own this LINKED since the entry is in no list.
     unsafe { unlink_done(e, guard) }
@@ -445,9 +625,11 @@ mod tests {
         Entry::alloc(Kind::Node(Node::root_child(None)), 1, std::ptr::null())
     }
 
-    fn count_walk(list: &Listeners) -> usize {
+    fn count_walk(node: &Node) -> usize {
         let mut n = 0;
-        list.close_and_walk(|_| {
+        let word = state::done_word(crate::Error::Canceled, None);
+        let chain = node.state.try_finish(word).expect("live");
+        walk_chain(chain, |_| {
             n += 1;
             false
         });
@@ -458,7 +640,7 @@ mod tests {
     fn push_then_walk_visits_every_entry() {
         let owner = node_entry();
         // SAFETY: owner is live for the whole test.
-        let list = unsafe { &(*owner).node().listeners };
+        let list = unsafe { (*owner).node() };
         let ws: Vec<_> = (0..5).map(|_| waiter(owner)).collect();
         for &w in &ws {
             // SAFETY: fresh entry owned by `owner`.
@@ -474,7 +656,7 @@ mod tests {
         assert!(!unsafe { list.push(late) });
         // SAFETY: never published.
         unsafe {
-            let _ = unlink_unpushed(late);
+            unlink_unpushed(late);
             release(late);
             release(owner);
         }
@@ -484,13 +666,13 @@ mod tests {
     fn removed_entries_are_not_visited() {
         let owner = node_entry();
         // SAFETY: owner is live for the whole test.
-        let list = unsafe { &(*owner).node().listeners };
+        let list = unsafe { (*owner).node() };
         let ws: Vec<_> = (0..6).map(|_| waiter(owner)).collect();
         for &w in &ws {
             // SAFETY: fresh entry owned by `owner`.
             assert!(unsafe { list.push(w) });
         }
-        // Drop every other waiter: its only count goes, so it is removed from the list.
+        // Drop every other waiter: its only count goes, so it is marked in the list.
         for (i, &w) in ws.iter().enumerate() {
             if i % 2 == 0 {
                 // SAFETY: we hold the one count.
@@ -503,6 +685,52 @@ mod tests {
                 // SAFETY: we hold the one count.
                 unsafe { release(w) };
             }
+        }
+        // SAFETY: last count of the owner.
+        unsafe { release(owner) };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod sweep_tests {
+    use super::*;
+
+    fn list_len(node: &Node) -> usize {
+        let guard = &epoch::pin();
+        let mut n = 0;
+        let mut cur = entry_of(node.state.head().load(Ordering::Acquire));
+        while !cur.with_tag(0).is_null() {
+            n += 1;
+            // SAFETY: pinned, single-threaded test.
+            cur = unsafe { cur.deref() }.next.load(Ordering::Acquire, guard);
+        }
+        n
+    }
+
+    #[test]
+    fn oldest_first_removal_stays_bounded() {
+        let owner = Entry::alloc(Kind::Node(Node::root_child(None)), 1, std::ptr::null());
+        // SAFETY: owner is live for the whole test.
+        let list = unsafe { (*owner).node() };
+        let mut live = std::collections::VecDeque::new();
+        for _ in 0..1000 {
+            let w = Entry::alloc(Kind::Waiter(AtomicWaker::new()), 1, owner);
+            // SAFETY: fresh entry owned by `owner`.
+            assert!(unsafe { list.push(w) });
+            live.push_back(w);
+        }
+        for i in 0..100_000 {
+            let w = Entry::alloc(Kind::Waiter(AtomicWaker::new()), 1, owner);
+            // SAFETY: fresh entry owned by `owner`.
+            assert!(unsafe { list.push(w) });
+            live.push_back(w);
+            // SAFETY: we hold its one count.
+            unsafe { release(live.pop_front().unwrap()) };
+            assert!(i % 1000 != 0 || list_len(list) <= 2 * 1000 + 2 * SWEEP_SLACK + 2);
+        }
+        for w in live {
+            // SAFETY: we hold its one count.
+            unsafe { release(w) };
         }
         // SAFETY: last count of the owner.
         unsafe { release(owner) };

@@ -1,99 +1,184 @@
-//! Request-scoped values: a flattened map per `with_value`, so lookup does not depend on
-//! the chain's depth.
+//! Request-scoped values: a flattened hash table per `with_value`, so a lookup costs the
+//! same at any depth and with any number of value types in scope.
 //!
-//! `with_value::<T>(v)` makes one allocation, a `ValueNode<T>` holding `v` and a small map
-//! of the *other* value types visible from the parent: for each type, where its nearest
-//! value lives. The map is the parent's map, minus the entry for `T` (shadowed), plus the
-//! parent's own value. A lookup compares the node's own type, then at most one entry per
-//! distinct type: its cost follows the number of distinct types in scope, never the depth.
+//! # Algorithm
 //!
-//! Up to [`INLINE`] other types live inline; more spill into a `Vec` (a second allocation
-//! for that `with_value` only).
+//! `with_value::<T>(v)` allocates one `ValueNode<T>`: the value, a counted reference to the
+//! parent node (the chain keeps its ancestors' values alive, as Go's does), and a small
+//! open-addressing table `TypeId -> &value` of every type visible from here: the parent's
+//! table, with `T`'s slot pointed at the new value (shadowing the parent's). A lookup hashes
+//! the `TypeId` (a compile-time constant for a given `T`), probes from there, and almost
+//! always settles on the first slot: one comparison whatever the depth.
 //!
-//! The maps are immutable once built, so they need no atomics of their own: a `Context`
-//! carries its map pointer, and sending the context publishes the map (arc-swap would add
-//! an atomic swap for nothing here). Each map entry holds a counted reference to the node
-//! whose value it points to. Release is iterative, so a chain of any depth drops on a small
-//! stack.
+//! Tables of up to [`INLINE_TYPES`] types live inline in the node (one allocation per
+//! `with_value`); a context with more distinct value types gets a heap table (a second
+//! allocation), still with O(1) lookup.
+//!
+//! # Invariants
+//!
+//! 1. A table is never written after its node is published; it has at least one empty slot
+//!    (load at most 3/4), so a probe always ends.
+//! 2. Every slot points into this node or an ancestor; the counted parent chain keeps them
+//!    alive as long as this node lives.
+//! 3. Nodes are freed by [`release`]'s loop, parent after child: no recursion on depth.
+//!
+//! The tables are immutable once built, so they need no atomics: a `Context` carries its
+//! node pointer, and whatever sends the context to another thread publishes the table
+//! (arc-swap would add an atomic swap for nothing here). Only the count is atomic.
 
 use std::any::TypeId;
-use std::mem::MaybeUninit;
+use std::hash::{Hash, Hasher};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
-/// Other value types a map holds without a second allocation.
-pub(crate) const INLINE: usize = 5;
+/// Distinct value types a context can see before its table moves to the heap.
+pub(crate) const INLINE_TYPES: usize = 6;
+/// Slots of an inline table (a power of two, above `INLINE_TYPES * 4 / 3`).
+const INLINE_SLOTS: usize = 8;
 
-/// Where the nearest value of one type lives.
+/// One visible value: its type and where it lives. `value` is null in an empty slot (a
+/// value's address is never null, even for a zero-sized type).
 #[derive(Clone, Copy)]
 struct Slot {
     type_id: TypeId,
-    head: *const ValueHead,
     value: *const (),
 }
 
-struct Map {
-    len: usize,
-    /// `inline[..min(len, INLINE)]` are initialized.
-    inline: [MaybeUninit<Slot>; INLINE],
-    spill: Vec<Slot>,
+const EMPTY: Slot = Slot {
+    type_id: TypeId::of::<()>(),
+    value: ptr::null(),
+};
+
+/// Takes the bits `TypeId` feeds its hasher (already a hash of the type).
+#[derive(Default)]
+struct TypeIdBits(u64);
+
+impl Hasher for TypeIdBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
+    }
 }
 
-impl Map {
-    const EMPTY: Map = Map {
+#[inline]
+fn slot_of(id: TypeId, mask: usize) -> usize {
+    let mut h = TypeIdBits::default();
+    id.hash(&mut h);
+    // Fibonacci hashing: the top bits of the product are well mixed.
+    (h.finish().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+}
+
+/// An open-addressing table, inline or on the heap.
+struct Table {
+    /// Distinct types in the table.
+    len: usize,
+    inline: [Slot; INLINE_SLOTS],
+    /// Used instead of `inline` when `len > INLINE_TYPES`.
+    heap: Option<Box<[Slot]>>,
+}
+
+impl Table {
+    const EMPTY: Table = Table {
         len: 0,
-        inline: [MaybeUninit::uninit(); INLINE],
-        spill: Vec::new(),
+        inline: [EMPTY; INLINE_SLOTS],
+        heap: None,
     };
 
-    fn push(&mut self, slot: Slot) {
-        if self.len < INLINE {
-            self.inline[self.len] = MaybeUninit::new(slot);
-        } else {
-            self.spill.push(slot);
+    #[inline]
+    fn slots(&self) -> &[Slot] {
+        match &self.heap {
+            Some(h) => h,
+            None => &self.inline,
         }
-        self.len += 1;
     }
 
     #[inline]
-    fn inline(&self) -> &[Slot] {
-        let n = self.len.min(INLINE);
-        // SAFETY: the first `n` inline slots were written by `push` (see the field doc);
-        // `MaybeUninit<Slot>` has the layout of `Slot`.
-        unsafe { std::slice::from_raw_parts(self.inline.as_ptr().cast::<Slot>(), n) }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.inline().iter().chain(self.spill.iter())
-    }
-
-    /// The slot for `id`: a tight scan of the inline slots, then the spill.
-    #[inline]
-    fn find(&self, id: TypeId) -> Option<&Slot> {
-        for slot in self.inline() {
-            if slot.type_id == id {
-                return Some(slot);
+    fn find(&self, id: TypeId) -> Option<*const ()> {
+        let slots = self.slots();
+        let mask = slots.len() - 1;
+        let mut i = slot_of(id, mask);
+        loop {
+            let s = &slots[i];
+            if s.value.is_null() {
+                return None;
             }
+            if s.type_id == id {
+                return Some(s.value);
+            }
+            i = (i + 1) & mask;
         }
-        if self.len > INLINE {
-            return self.spill.iter().find(|s| s.type_id == id);
+    }
+
+    /// Puts `slot` in `slots`, replacing the slot of the same type. True if it was new.
+    fn put(slots: &mut [Slot], slot: Slot) -> bool {
+        let mask = slots.len() - 1;
+        let mut i = slot_of(slot.type_id, mask);
+        loop {
+            if slots[i].value.is_null() {
+                slots[i] = slot;
+                return true;
+            }
+            if slots[i].type_id == slot.type_id {
+                slots[i] = slot;
+                return false;
+            }
+            i = (i + 1) & mask;
         }
-        None
+    }
+
+    /// This table with `slot` added (or replacing its type's), keeping invariant 1.
+    fn with(&self, slot: Slot) -> Table {
+        let grows = self.find(slot.type_id).is_none();
+        let len = self.len + usize::from(grows);
+        if len <= INLINE_TYPES {
+            let mut t = Table {
+                len,
+                inline: self.inline,
+                heap: None,
+            };
+            Table::put(&mut t.inline, slot);
+            return t;
+        }
+        let want = (len * 4 / 3 + 1).next_power_of_two();
+        let mut slots = if self.slots().len() >= want && self.heap.is_some() {
+            self.slots().to_vec().into_boxed_slice()
+        } else {
+            let mut fresh = vec![EMPTY; want].into_boxed_slice();
+            for s in self.slots().iter().filter(|s| !s.value.is_null()) {
+                Table::put(&mut fresh, *s);
+            }
+            fresh
+        };
+        Table::put(&mut slots, slot);
+        Table {
+            len,
+            inline: [EMPTY; INLINE_SLOTS],
+            heap: Some(slots),
+        }
     }
 }
 
 /// The type-erased header of every value node.
 #[repr(C)]
 pub(crate) struct ValueHead {
-    /// Counted references: contexts and other maps' slots. Unused for the static TODO head.
+    /// Counted references: contexts and children. Unused for the static TODO head.
     refs: AtomicUsize,
-    /// The type of this node's own value (`None` for the TODO marker, which has none).
-    own: Option<TypeId>,
-    /// This node's own value.
-    own_value: *const (),
-    /// Frees the whole `ValueNode<T>` (but not what its slots point to).
+    /// The parent node (one count on it), or null.
+    parent: *const ValueHead,
+    /// Frees the whole `ValueNode<T>`.
     free: unsafe fn(*const ValueHead),
-    map: Map,
+    table: Table,
 }
 
 #[repr(C)]
@@ -103,7 +188,7 @@ struct ValueNode<T> {
 }
 
 struct StaticHead(ValueHead);
-// SAFETY: the static head has no value and an empty map; it is never written.
+// SAFETY: the static head has an empty table and no parent; it is never written.
 unsafe impl Sync for StaticHead {}
 
 unsafe fn never_freed(_: *const ValueHead) {}
@@ -111,17 +196,16 @@ unsafe fn never_freed(_: *const ValueHead) {}
 /// The marker head of `Context::todo()`: no values, only a different identity.
 static TODO: StaticHead = StaticHead(ValueHead {
     refs: AtomicUsize::new(1),
-    own: None,
-    own_value: ptr::null(),
+    parent: ptr::null(),
     free: never_freed,
-    map: Map::EMPTY,
+    table: Table::EMPTY,
 });
 
 /// A counted reference to a value node (or the static TODO marker).
 pub(crate) struct ValueRef(NonNull<ValueHead>);
 
-// SAFETY: values are `Send + Sync` (enforced by `with_value`), maps are immutable, and the
-// count is atomic.
+// SAFETY: values are `Send + Sync` (enforced by `with_value`), tables are immutable, and
+// the count is atomic.
 unsafe impl Send for ValueRef {}
 // SAFETY: as above.
 unsafe impl Sync for ValueRef {}
@@ -148,35 +232,33 @@ impl ValueRef {
 
     /// A new node with `value`, seeing everything `parent` sees except its `T`.
     pub(crate) fn with<T: Send + Sync + 'static>(parent: Option<&ValueRef>, value: T) -> Self {
-        let id = TypeId::of::<T>();
-        let mut map = Map::EMPTY;
-        if let Some(p) = parent {
-            let ph = p.head();
-            let parent_own = ph.own.map(|t| Slot {
-                type_id: t,
-                head: ph,
-                value: ph.own_value,
-            });
-            for slot in parent_own.iter().chain(ph.map.iter()) {
-                if slot.type_id != id {
-                    // SAFETY: the slot's head is alive: `ph` holds a count on it (or is it).
-                    unsafe { acquire(slot.head) };
-                    map.push(*slot);
-                }
-            }
-        }
+        let parent_head = parent.map_or(ptr::null(), |p| {
+            // SAFETY: `p` holds a count, so its node is alive; the new node takes another.
+            unsafe { acquire(p.0.as_ptr()) };
+            p.0.as_ptr() as *const ValueHead
+        });
         let node = Box::into_raw(Box::new(ValueNode {
             head: ValueHead {
                 refs: AtomicUsize::new(1),
-                own: Some(id),
-                own_value: ptr::null(),
+                parent: parent_head,
                 free: free_node::<T>,
-                map,
+                table: Table::EMPTY,
             },
             value,
         }));
-        // SAFETY: `node` is a fresh allocation only we can see.
-        unsafe { (*node).head.own_value = ptr::addr_of!((*node).value) as *const () };
+        // SAFETY: `node` is a fresh allocation only we can see; the table is built before
+        // the node is published (invariant 1) and its slots point into this node and its
+        // ancestors (invariant 2).
+        unsafe {
+            let own = Slot {
+                type_id: TypeId::of::<T>(),
+                value: ptr::addr_of!((*node).value) as *const (),
+            };
+            (*node).head.table = match parent {
+                Some(p) => p.head().table.with(own),
+                None => Table::EMPTY.with(own),
+            };
+        }
         // SAFETY: `Box::into_raw` is non-null; `head` is the first field (repr(C)).
         ValueRef(unsafe { NonNull::new_unchecked(node as *mut ValueHead) })
     }
@@ -184,23 +266,15 @@ impl ValueRef {
     /// The nearest value of type `T`.
     #[inline]
     pub(crate) fn get<T: 'static>(&self) -> Option<&T> {
-        let id = TypeId::of::<T>();
-        let head = self.head();
-        if head.own == Some(id) {
-            // SAFETY: `own == T` means this head starts a `ValueNode<T>`, alive while we are.
-            return Some(unsafe { &*(head.own_value as *const T) });
-        }
-        head.map
-            .find(id)
-            // SAFETY: the slot's type is `T` and we hold (through `head`) a count on the
-            // node that owns the value.
-            .map(|s| unsafe { &*(s.value as *const T) })
+        let p = self.head().table.find(TypeId::of::<T>())?;
+        // SAFETY: the slot's type is `T`, and it points into this node or an ancestor,
+        // alive while we are (invariant 2).
+        Some(unsafe { &*(p as *const T) })
     }
 
     /// How many values are visible (distinct types).
     pub(crate) fn len(&self) -> usize {
-        let h = self.head();
-        h.map.len + usize::from(h.own.is_some())
+        self.head().table.len
     }
 }
 
@@ -231,34 +305,25 @@ unsafe fn acquire(h: *const ValueHead) {
     }
 }
 
-/// Gives up one count; frees every node that reaches zero, iteratively.
+/// Gives up one count; frees every node that reaches zero, child before parent, in a loop
+/// (invariant 3).
 ///
 /// # Safety
 /// The caller owns one count on `h`.
-unsafe fn release(h: *const ValueHead) {
-    let mut current = Some(h);
-    let mut pending: Vec<*const ValueHead> = Vec::new();
-    while let Some(h) = current.take().or_else(|| pending.pop()) {
-        if is_static(h) {
-            continue;
-        }
+unsafe fn release(mut h: *const ValueHead) {
+    while !h.is_null() && !is_static(h) {
         // SAFETY: we own a count, so `h` is alive.
         let head = unsafe { &*h };
         // Release/Acquire as in `Arc`: every use through other counts happens before the free.
         if head.refs.fetch_sub(1, Ordering::Release) != 1 {
-            continue;
+            return;
         }
         fence(Ordering::Acquire);
-        for slot in head.map.iter() {
-            if current.is_none() {
-                current = Some(slot.head);
-            } else {
-                pending.push(slot.head);
-            }
-        }
-        // SAFETY: the count reached zero: nobody else can reach this node. Its slots'
-        // counts were moved to `current`/`pending` above, so freeing drops nothing twice.
+        let parent = head.parent;
+        // SAFETY: the count reached zero: nobody else can reach this node. Its count on the
+        // parent moves to the next turn of the loop.
         unsafe { (head.free)(h) };
+        h = parent;
     }
 }
 
@@ -286,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn spill_beyond_inline() {
+    fn heap_tables_beyond_the_inline_ones() {
         macro_rules! chain {
             ($($t:ident),*) => {{
                 $(#[derive(Debug, PartialEq)] struct $t(u8);)*
@@ -295,11 +360,15 @@ mod tests {
                 $( i += 1; v = ValueRef::with(Some(&v), $t(i)); )*
                 let mut j = 0u8;
                 $( j += 1; assert_eq!(v.get::<$t>(), Some(&$t(j))); )*
+                assert_eq!(v.get::<u128>(), None);
                 v
             }};
         }
-        let v = chain!(A, B, C, D, E, F, G, H);
-        assert_eq!(v.len(), 8);
+        let v = chain!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R);
+        assert_eq!(v.len(), 18);
+        let w = ValueRef::with(Some(&v), 5u8);
+        assert_eq!(w.len(), 19);
+        assert_eq!(w.get::<u8>(), Some(&5));
     }
 
     #[test]
@@ -315,5 +384,13 @@ mod tests {
             assert_eq!(Arc::strong_count(&probe), 102);
         }
         assert_eq!(Arc::strong_count(&probe), 1);
+    }
+
+    #[test]
+    fn zero_sized_values_are_found() {
+        struct Unit;
+        let v = ValueRef::with(None, Unit);
+        assert!(v.get::<Unit>().is_some());
+        assert!(ValueRef::todo().get::<Unit>().is_none());
     }
 }

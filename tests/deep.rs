@@ -42,6 +42,7 @@ fn drop_a_deep_chain_without_cancelling() {
     let _leaks = common::leak_check();
     on_small_stack(|| {
         let before = ctxcore::live::snapshot();
+        let memory = ctxcore::live::entries_in_memory();
         let (root, root_handle) = Context::background().with_cancel();
         let mut ctx = root.clone();
         for _ in 0..DEPTH {
@@ -54,6 +55,10 @@ fn drop_a_deep_chain_without_cancelling() {
         drop((root, root_handle));
         ctxcore::live::wait_for_baseline(&before, std::time::Duration::from_secs(10))
             .expect("every node released");
+        if common::isolated() {
+            let now = ctxcore::live::entries_in_memory();
+            assert_eq!(now, memory, "every node finalized");
+        }
     });
 }
 

@@ -18,19 +18,41 @@ pub fn model<F: Fn() -> After + Sync + Send + 'static>(f: F) {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(3);
     }
+    let bound = b.preemption_bound;
+    let executions = Arc::new(AtomicUsize::new(0));
+    let count = executions.clone();
     b.check(move || {
+        count.fetch_add(1, Ordering::Relaxed);
         __loom::begin();
         let after = f();
         let end = __loom::finish();
-        assert!(end.retired_twice.is_empty(), "entries retired twice: {:?}", end.retired_twice);
-        assert_eq!(end.live, Default::default(), "live counts at the end of the execution");
-        if let Some(n) = end.still_allocated {
-            assert_eq!(n, 0, "list entries never freed");
-        }
-        for check in after {
-            check();
+        assert!(
+            end.retired_twice.is_empty(),
+            "entries retired twice: {:?}",
+            end.retired_twice
+        );
+        assert_eq!(
+            end.live,
+            Default::default(),
+            "live counts at the end of the execution"
+        );
+        match end.still_allocated {
+            Some(n) => {
+                assert_eq!(n, 0, "list entries never freed");
+                for check in after {
+                    check();
+                }
+            }
+            // The real epoch frees its garbage only when the execution's threads and
+            // collector are torn down, after this closure: what a freed entry owned cannot
+            // be counted here, so those checks run on the stand-in only.
+            None => drop(after),
         }
     });
+    eprintln!(
+        "loom: {} executions explored, preemption bound {bound:?}",
+        executions.load(Ordering::Relaxed)
+    );
 }
 
 /// A check for [`model`]: `drops` counted exactly `n` drops once everything is freed.

@@ -21,10 +21,33 @@ fn derive_racing_parent_cancel_gives_a_done_child() {
         });
         handle.cancel_with_cause(Named("parent", drops.token()));
         let (child, child_handle) = t.join().unwrap();
-        assert!(child.is_done(), "the child derived during the cancel stayed live");
+        assert!(
+            child.is_done(),
+            "the child derived during the cancel stayed live"
+        );
         assert_eq!(child.err(), Some(Error::Canceled));
         assert_eq!(cause_name(&child).as_deref(), Some("parent"));
         drop((child, child_handle, parent, handle));
         vec![dropped(&drops, 1, "the cause")]
+    });
+}
+
+/// A grandchild derived while the root of its chain is cancelled: it ends done, and so
+/// does every node between.
+#[test]
+fn grandchild_derive_racing_root_cancel() {
+    model(|| {
+        let (root, handle) = Context::background().with_cancel();
+        let (mid, _mid_handle) = root.with_cancel();
+        let t = thread::spawn(move || {
+            let (leaf, leaf_handle) = mid.with_cancel();
+            (mid, leaf, leaf_handle)
+        });
+        handle.cancel();
+        let (mid, leaf, leaf_handle) = t.join().unwrap();
+        assert!(mid.is_done() && leaf.is_done(), "a descendant stayed live");
+        assert_eq!(leaf.err(), Some(Error::Canceled));
+        drop((leaf, leaf_handle, mid, root));
+        vec![]
     });
 }

@@ -28,3 +28,27 @@ fn child_drop_racing_parent_cancel_frees_once() {
         vec![]
     });
 }
+
+/// A chain parent -> child -> grandchild whose two lower nodes are dropped (child first,
+/// so the grandchild's release frees the child, whose finalization closes its own list)
+/// while the parent is cancelled: every entry freed exactly once, a kept sibling done.
+#[test]
+fn chain_drop_racing_parent_cancel_frees_once() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (stays, _stays_handle) = parent.with_cancel();
+        let (child, child_handle) = parent.with_cancel();
+        let (grandchild, grandchild_handle) = child.with_cancel();
+        let t = thread::spawn(move || {
+            child_handle.disarm();
+            drop(child);
+            grandchild_handle.disarm();
+            drop(grandchild); // the child's last count goes with the grandchild
+        });
+        handle.cancel();
+        assert!(stays.is_done());
+        t.join().unwrap();
+        drop(parent);
+        vec![]
+    });
+}

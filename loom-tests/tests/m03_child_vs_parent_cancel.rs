@@ -54,8 +54,15 @@ fn child_and_parent_cancel_race_once_each() {
         let final_cause = cause_name(&child);
         assert!(matches!(final_cause.as_deref(), Some("child" | "parent")));
         assert_eq!(seen_by_child_side, final_cause, "the child's cause changed");
-        assert_eq!(seen_by_parent_side, final_cause, "the child's cause changed");
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "the child's callback runs once");
+        assert_eq!(
+            seen_by_parent_side, final_cause,
+            "the child's cause changed"
+        );
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the child's callback runs once"
+        );
         assert_eq!(waker.wakes(), 1, "the child's waiter is woken once");
         assert!(done
             .as_mut()
@@ -63,5 +70,32 @@ fn child_and_parent_cancel_race_once_each() {
             .is_ready());
         drop((done, child_handle, parent_handle, child, parent, _after));
         vec![dropped(&drops, 2, "each cause")]
+    });
+}
+
+/// Two cancels of one node racing, with a child: when the losing `cancel()` returns, the
+/// child is already done (the loser waits for the winner's WALKED).
+///
+/// Injected bug it caught: the loser returning without `wait_walked()`: it saw the child
+/// still live after its `cancel()` returned.
+#[test]
+fn losing_cancel_returns_after_the_walk() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (child, _child_handle) = parent.with_cancel();
+        let handle = Arc::new(handle);
+        let h = handle.clone();
+        let c = child.clone();
+        let t = thread::spawn(move || {
+            h.cancel();
+            assert!(c.is_done(), "cancel() returned before the child was done");
+        });
+        handle.cancel();
+        assert!(
+            child.is_done(),
+            "cancel() returned before the child was done"
+        );
+        t.join().unwrap();
+        vec![]
     });
 }

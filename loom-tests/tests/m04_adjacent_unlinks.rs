@@ -33,3 +33,29 @@ fn adjacent_unlinks_keep_the_list_intact() {
         vec![]
     });
 }
+
+/// The same two adjacent unlinks, now racing the parent's cancel itself (three threads):
+/// every entry is freed exactly once and the kept children end done.
+#[test]
+fn adjacent_unlinks_racing_cancel() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (kept_tail, _h1) = parent.with_cancel();
+        let (gone_a, gone_a_handle) = parent.with_cancel();
+        let (gone_b, gone_b_handle) = parent.with_cancel();
+        let t1 = thread::spawn(move || {
+            gone_a_handle.disarm();
+            drop(gone_a);
+        });
+        let t2 = thread::spawn(move || {
+            gone_b_handle.disarm();
+            drop(gone_b);
+        });
+        handle.cancel();
+        assert!(kept_tail.is_done());
+        t1.join().unwrap();
+        t2.join().unwrap();
+        drop(parent);
+        vec![]
+    });
+}

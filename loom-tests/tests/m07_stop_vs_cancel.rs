@@ -34,8 +34,15 @@ fn stop_racing_cancel_agrees_with_the_run() {
         let (stopped, stopped_again) = t.join().unwrap();
         assert!(!stopped_again, "only the first stop can report true");
         let runs = runs.load(Ordering::SeqCst);
-        assert_eq!(runs, usize::from(!stopped), "stop() = {stopped} but ran {runs} times");
-        assert_eq!(runs_after_cancel, runs, "the callback ran after cancel returned");
+        assert_eq!(
+            runs,
+            usize::from(!stopped),
+            "stop() = {stopped} but ran {runs} times"
+        );
+        assert_eq!(
+            runs_after_cancel, runs,
+            "the callback ran after cancel returned"
+        );
         drop(ctx);
         vec![dropped(&drops, 1, "the closure")]
     });

@@ -40,9 +40,17 @@ fn timer_racing_cancel_and_drop() {
             "{err:?}"
         );
         if !fired {
-            assert_eq!(err, Some(Error::Canceled), "a disarmed timer cancelled the node");
+            assert_eq!(
+                err,
+                Some(Error::Canceled),
+                "a disarmed timer cancelled the node"
+            );
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "the callback runs exactly once");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the callback runs exactly once"
+        );
         vec![]
     });
 }

@@ -37,13 +37,23 @@ fn cause_racing_cancel_agrees_with_the_winner() {
 
         let end = (ctx.err(), cause_name(&ctx));
         assert_eq!(end.0, Some(Error::Canceled));
-        assert!(matches!(end.1.as_deref(), Some("given" | "context canceled")));
+        assert!(matches!(
+            end.1.as_deref(),
+            Some("given" | "context canceled")
+        ));
         for seen in [first, second] {
             if seen.1.is_some() {
-                assert_eq!(seen, end, "a reader saw another cause (or not done after it)");
+                assert_eq!(
+                    seen, end,
+                    "a reader saw another cause (or not done after it)"
+                );
             }
         }
-        assert_eq!(cause_name(&child), end.1, "the child inherits the winner's cause");
+        assert_eq!(
+            cause_name(&child),
+            end.1,
+            "the child inherits the winner's cause"
+        );
         drop((ctx, child, _child_handle, handle));
         vec![dropped(&drops, 1, "the given cause")]
     });

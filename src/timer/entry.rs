@@ -104,6 +104,26 @@ impl TimerEntry {
         (link as *const u8).wrapping_sub(offset) as *const TimerEntry
     }
 
+    /// The driver's bookkeeping.
+    ///
+    /// # Safety
+    ///
+    /// Driver thread only (the only thread that touches `pos`).
+    pub(crate) unsafe fn pos(&self) -> WheelPos {
+        // SAFETY: per the contract, no other thread accesses the cell.
+        self.pos.with_mut(|p| unsafe { *p })
+    }
+
+    /// Updates the driver's bookkeeping.
+    ///
+    /// # Safety
+    ///
+    /// Driver thread only.
+    pub(crate) unsafe fn set_pos(&self, pos: WheelPos) {
+        // SAFETY: per the contract, no other thread accesses the cell.
+        self.pos.with_mut(|p| unsafe { *p = pos });
+    }
+
     /// True while neither fired nor cancelled.
     pub(crate) fn is_armed(&self) -> bool {
         self.state.load(Ordering::Acquire) == ARMED
@@ -125,6 +145,7 @@ impl TimerEntry {
         {
             return false;
         }
+        live::add(live::Counter::Timers, -1);
         let word = crate::state::done_word(crate::Error::DeadlineExceeded, None);
         // A panicking `after_func` on the timer thread must not kill the driver; the panic
         // hook has already reported it.
@@ -151,6 +172,7 @@ pub(crate) fn disarm(t: *const TimerEntry) {
     {
         return;
     }
+    live::add(live::Counter::Timers, -1);
     #[cfg(not(loom))]
     super::driver::submit_disarm(t);
     // SAFETY: the winner of the CAS owns the timer's count on the node; the caller still
@@ -167,11 +189,12 @@ pub(crate) unsafe fn release(t: *const TimerEntry) {
     // SAFETY: our count keeps `t` alive.
     let entry = unsafe { &*t };
     // Release/Acquire as in `Arc`: all uses happen before the free.
-    if entry.refs.fetch_sub(1, Ordering::Release) != 1 {
+    let prev = entry.refs.fetch_sub(1, Ordering::Release);
+    debug_assert!(prev != 0, "timer count released below zero");
+    if prev != 1 {
         return;
     }
     fence(Ordering::Acquire);
-    live::add(live::Counter::Timers, -1);
     // SAFETY: the count reached zero; `t` came from `Box::into_raw` in `new`.
     drop(unsafe { Box::from_raw(t as *mut TimerEntry) });
 }
