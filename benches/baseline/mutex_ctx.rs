@@ -581,7 +581,7 @@ impl Timer {
     fn arm(&self, at: Instant, node: Weak<Node>) {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut g = self.lock();
-        let earliest = g.heap.peek().map_or(true, |Reverse(e)| at < e.at);
+        let earliest = g.heap.peek().is_none_or(|Reverse(e)| at < e.at);
         g.heap.push(Reverse(TimerEntry { at, seq, node }));
         drop(g);
         if earliest {
