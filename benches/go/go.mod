@@ -1,0 +1,3 @@
+module ctxcore/benches/go
+
+go 1.19
