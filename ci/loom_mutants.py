@@ -137,14 +137,9 @@ MUTANTS = [
 
 
 def copy_tree(dst):
-    for name in ("Cargo.toml", "Cargo.lock", "src"):
-        s = os.path.join(ROOT, name)
-        if os.path.isdir(s):
-            shutil.copytree(s, os.path.join(dst, name))
-        elif os.path.exists(s):
-            shutil.copy(s, dst)
-    shutil.copytree(os.path.join(ROOT, "loom-tests"), os.path.join(dst, "loom-tests"),
-                    ignore=shutil.ignore_patterns("target"))
+    """The whole crate (manifest, sources, tests, examples, loom-tests), no build output."""
+    shutil.copytree(ROOT, dst, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("target", ".git"))
 
 
 def main():
@@ -189,6 +184,12 @@ def main():
                 continue
             why = next((line.strip() for line in out.splitlines()
                         if "panicked at" in line), "")
+            if not why:
+                # A failure without a model panic (cargo error, crash) proves nothing.
+                print(f"RUN FAILED WITHOUT A MODEL FAILURE  {model}: {what}")
+                print(out[-3000:])
+                bad += 1
+                continue
             idx = out.find("panicked at")
             detail = out[idx:].splitlines()[1:3] if idx >= 0 else []
             print(f"caught ({took:.0f}s incl. build)  {model}: {what}\n    {why}\n    "
