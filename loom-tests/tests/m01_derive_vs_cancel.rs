@@ -3,6 +3,12 @@
 //!
 //! Injected bug it caught: `Listeners::push` without the DETACHED (closed) check, so a
 //! child pushed after the close is never walked and stays live forever.
+//!
+//! Real bug it found (fixed in `list.rs`): `push` read the head Relaxed (first load and CAS
+//! failure). A deriving thread that found the list closed did not synchronize with the
+//! close, so its next load of the parent's state could still read 0: the child was then
+//! "cancelled" with word 0 and stayed live. Kept as a regression mutant in
+//! `ci/loom_mutants.py`.
 #![cfg(loom)]
 
 use ctxcore::{Context, Error};
