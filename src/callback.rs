@@ -145,7 +145,7 @@ impl AfterFunc {
         node.entry().acquire(); // the pending count on the node
         let e = Entry::alloc(Kind::Callback(Callback::new(f)), 2, node.as_ptr());
         // SAFETY: `e` is fresh, owned by `node`, in no list.
-        if unsafe { node.node().listeners.push(e) } {
+        if unsafe { node.node().push(e) } {
             // SAFETY: `e` came from `Entry::alloc`, so it is non-null; one of its two counts
             // is ours from now on.
             let e = unsafe { NonNull::new_unchecked(e as *mut Entry) };
@@ -200,7 +200,7 @@ impl AfterFunc {
         let guard = &epoch::pin();
         // SAFETY: `e` is live (our count), owned by `owner`, which the pending count we now
         // own keeps alive; we are pinned.
-        unsafe { (*owner).node().listeners.mark(e, guard) };
+        unsafe { (*owner).node().mark(e, guard) };
         // SAFETY: the claim gave us the pending counts on the entry and on the owner.
         unsafe {
             list::release(e);

@@ -76,31 +76,40 @@ pub(crate) fn cancel(e: *const Entry, word: usize) -> bool {
 pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Panic> {
     // SAFETY: the caller holds a reference (count or LINKED) that keeps `e` live.
     let node = unsafe { &*e }.node();
-    if node.state.try_finish(word).is_err() {
-        if WALKING.with(Cell::get) == 0 {
-            node.state.wait_walked();
+    let chain = match node.state.try_finish(word) {
+        Ok(chain) => chain,
+        Err(_) => {
+            if WALKING.with(Cell::get) == 0 {
+                node.state.wait_walked();
+            }
+            return Ok(false);
         }
-        return Ok(false);
-    }
+    };
     let _walking = Walking::enter();
     timer::disarm(node.timer);
     let mut panic = None;
-    let mut stack: Vec<(*const Entry, bool)> = Vec::new();
-    walk(e, &mut stack, &mut panic);
-    while let Some((child, expanded)) = stack.pop() {
+    // (node, its detached chain, expanded): pre-order walks the chain, post-order sets
+    // WALKED once the whole subtree is done.
+    let mut stack: Vec<(*const Entry, usize, bool)> = Vec::new();
+    walk(chain, word, &mut stack, &mut panic);
+    // One pin for the whole subtree: the pins taken inside (each chain's walk) then nest,
+    // which costs no fence. A leaf cancel never gets here with work, and pins nothing.
+    let guard = (!stack.is_empty()).then(epoch::pin);
+    while let Some((child, chain, expanded)) = stack.pop() {
         if expanded {
             // SAFETY: we still own the child's LINKED (pushed by `walk`), so it is live.
             let child_state = &unsafe { &*child }.node().state;
             // This walk won the child's CAS, so the word is the one it wrote.
             child_state.mark_walked(child_state.load());
-            let guard = &epoch::pin();
+            let guard = guard.as_ref().expect("pinned when the stack had work");
             // SAFETY: we own its LINKED and give it up now; `guard` is pinned.
             unsafe { list::unlink_done(child, guard) };
         } else {
-            stack.push((child, true));
-            walk(child, &mut stack, &mut panic);
+            stack.push((child, 0, true));
+            walk(chain, word, &mut stack, &mut panic);
         }
     }
+    drop(guard);
     node.state.mark_walked(word);
     match panic {
         Some(p) => Err(p),
@@ -108,22 +117,24 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
     }
 }
 
-/// Walks one done node's listeners (see the module docs, step 2).
-fn walk(e: *const Entry, stack: &mut Vec<(*const Entry, bool)>, panic: &mut Option<Panic>) {
-    // SAFETY: the caller keeps `e` live (a count, or LINKED owned by this walk).
-    let node = unsafe { &*e }.node();
-    let word = node.state.load();
-    node.listeners.close_and_walk(|entry| match &entry.kind {
-        Kind::Node(child) => {
-            if child.state.try_finish(state::inherit(word)).is_ok() {
+/// Walks the chain detached from one done node (see the module docs, step 2); `word` is
+/// the done word of the walk's root, which every descendant inherits.
+fn walk(
+    chain: usize,
+    word: usize,
+    stack: &mut Vec<(*const Entry, usize, bool)>,
+    panic: &mut Option<Panic>,
+) {
+    list::walk_chain(chain, |entry| match &entry.kind {
+        Kind::Node(child) => match child.state.try_finish(state::inherit(word)) {
+            Ok(child_chain) => {
                 timer::disarm(child.timer);
-                stack.push((entry as *const Entry, false));
+                stack.push((entry as *const Entry, child_chain, false));
                 true
-            } else {
-                // Done already: its own canceller walks its subtree.
-                false
             }
-        }
+            // Done already: its own canceller walks its subtree.
+            Err(_) => false,
+        },
         Kind::Waiter(waker) => {
             waker.wake();
             false

@@ -70,6 +70,7 @@
 use crate::callback::Callback;
 use crate::live;
 use crate::node::Node;
+use crate::state;
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 use crate::sync::{AtomicUsize, AtomicWaker, Ordering};
 use std::sync::atomic::fence;
@@ -196,10 +197,10 @@ pub(crate) unsafe fn free_unpublished(e: *const Entry) {
 /// close or its node's finalization, a second mark sweeps.
 const SWEEP_SLACK: usize = if cfg!(loom) { 1 } else { 8 };
 
-/// The head of a node's listener list, with the bookkeeping that schedules sweeps.
+/// The bookkeeping that schedules sweeps of a node's list. The list's head is the node's
+/// state word (`state.rs`): a live word is the address of the first entry.
 #[derive(Debug)]
 pub(crate) struct Listeners {
-    head: Atomic<Entry>,
     /// Marks since the last sweep.
     garbage: AtomicUsize,
     /// Live entries the last sweep kept.
@@ -207,87 +208,81 @@ pub(crate) struct Listeners {
 }
 
 impl Listeners {
-    /// An empty, open list.
+    /// No marks yet.
     pub(crate) fn new() -> Self {
         Listeners {
-            head: Atomic::null(),
             garbage: AtomicUsize::new(0),
             kept: AtomicUsize::new(0),
         }
     }
+}
 
-    /// A list that is closed from the start (for nodes born done).
-    pub(crate) fn closed() -> Self {
-        let l = Listeners::new();
-        l.head
-            .store(Shared::null().with_tag(DETACHED), Ordering::Relaxed);
-        l
+/// The first entry a live head word points to (null for an empty list).
+#[inline]
+fn entry_of<'g>(word: usize) -> Shared<'g, Entry> {
+    Shared::from(word as *const Entry)
+}
+
+/// A link an unlinking CAS can rewrite: the head (the node's state word) or an entry's
+/// `next`.
+enum Pred<'a> {
+    Head(&'a AtomicUsize),
+    Link(&'a Atomic<Entry>),
+}
+
+impl Pred<'_> {
+    /// CAS from `cur` to `new` (both untagged). `Err(true)`: the list was closed meanwhile
+    /// (DONE on the head, DETACHED on a link); `Err(false)`: it changed otherwise.
+    fn unlink(
+        &self,
+        cur: Shared<'_, Entry>,
+        new: Shared<'_, Entry>,
+        guard: &Guard,
+    ) -> Result<(), bool> {
+        match self {
+            Pred::Head(h) => h
+                .compare_exchange(
+                    cur.as_raw() as usize,
+                    new.as_raw() as usize,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .map(|_| ())
+                .map_err(state::is_done),
+            Pred::Link(l) => l
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire, guard)
+                .map(|_| ())
+                .map_err(|e| e.current.tag() & DETACHED != 0),
+        }
     }
+}
 
-    /// Pushes `e` at the head. Returns false, leaving `e` unlinked, if the list is closed.
+impl Node {
+    /// Pushes `e` at the head of this node's list. Returns false, leaving `e` unlinked, if
+    /// the node is done (its list is closed).
     ///
     /// # Safety
     ///
-    /// `e` is a live entry whose `owner` is this list's node, not in any list yet.
+    /// `e` is a live entry whose `owner` is this node, not in any list yet.
     pub(crate) unsafe fn push(&self, e: *const Entry) -> bool {
-        // SAFETY: push never dereferences the head it reads, only compares it; `e` is ours.
-        let guard = unsafe { epoch::unprotected() };
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
-        let new = Shared::from(e);
-        // Acquire (here and on CAS failure): a push that reads DETACHED synchronizes with
-        // close's swap, so the caller's next load of the owner's state sees DONE (found by
-        // loom model m01: with Relaxed, a child or waiter could see "closed" but "not done").
-        let mut head = self.head.load(Ordering::Acquire, guard);
+        let head = self.state.head();
+        // Acquire (here and on CAS failure): a push that reads DONE synchronizes with the
+        // cancel's CAS, so the caller then sees the owner's reason and cause (loom model
+        // m01 found the Relaxed version of this).
+        let mut word = head.load(Ordering::Acquire);
         loop {
-            if head.tag() & DETACHED != 0 {
+            if state::is_done(word) {
                 return false;
             }
-            entry.next.store(head, Ordering::Relaxed);
+            entry.next.store(entry_of(word), Ordering::Relaxed);
             // Release: publishes the entry's fields with it (see "Orderings").
-            match self
-                .head
-                .compare_exchange(head, new, Ordering::Release, Ordering::Acquire, guard)
-            {
+            match head.compare_exchange(word, e as usize, Ordering::Release, Ordering::Acquire) {
                 Ok(_) => return true,
-                Err(err) => head = err.current,
+                Err(now) => word = now,
             }
         }
-    }
-
-    /// Closes the list and walks the detached chain: `visit` is called once for every entry
-    /// that was not marked. Every entry's LINKED is given up after its visit, except for
-    /// node entries for which `visit` returns true: the caller takes over their LINKED and
-    /// gives it up later with [`unlink_done`].
-    ///
-    /// Returns false if the list was already empty (then nothing was pinned).
-    pub(crate) fn close_and_walk(&self, mut visit: impl FnMut(&Entry) -> bool) -> bool {
-        // SAFETY: the swap dereferences nothing; if the chain is empty we are done.
-        let unprotected = unsafe { epoch::unprotected() };
-        let first = self.head.swap(
-            Shared::null().with_tag(DETACHED),
-            Ordering::AcqRel, // Acquire: see pushed entries; Release: markers see the close.
-            unprotected,
-        );
-        if first.is_null() {
-            return false;
-        }
-        let guard = &epoch::pin();
-        let mut cur = first.with_tag(0);
-        while !cur.is_null() {
-            // SAFETY: `cur` is in our detached chain with LINKED still set (invariant 3),
-            // so it is not finalized (invariant 4).
-            let e = unsafe { cur.deref() };
-            // AcqRel: reads the successor and freezes the link (invariant 1).
-            let next = e.next.fetch_or(DETACHED, Ordering::AcqRel, guard);
-            let keep = next.tag() & DELETED == 0 && visit(e);
-            if !keep {
-                // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.
-                unsafe { unlink_done(cur.as_raw(), guard) };
-            }
-            cur = next.with_tag(0);
-        }
-        true
     }
 
     /// Marks `e` deleted (see "Algorithm") and sweeps if a sweep is due. Does nothing if `e`
@@ -295,8 +290,8 @@ impl Listeners {
     ///
     /// # Safety
     ///
-    /// `e` is a live entry of this list; the caller is pinned with `guard` and holds a count
-    /// on this list's node (invariant 6).
+    /// `e` is a live entry of this node's list; the caller is pinned with `guard` and holds
+    /// a count on this node (invariant 6).
     pub(crate) unsafe fn mark(&self, e: *const Entry, guard: &Guard) {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
@@ -304,8 +299,9 @@ impl Listeners {
         if old.tag() != 0 {
             return;
         }
-        let garbage = self.garbage.fetch_add(1, Ordering::Relaxed) + 1;
-        if garbage > self.kept.load(Ordering::Relaxed) / 2 + SWEEP_SLACK {
+        let l = &self.listeners;
+        let garbage = l.garbage.fetch_add(1, Ordering::Relaxed) + 1;
+        if garbage > l.kept.load(Ordering::Relaxed) / 2 + SWEEP_SLACK {
             // SAFETY: forwarded from our caller.
             unsafe { self.sweep(guard) };
         }
@@ -315,19 +311,22 @@ impl Listeners {
     ///
     /// # Safety
     ///
-    /// As for [`Listeners::mark`].
+    /// As for [`Node::mark`].
     unsafe fn sweep(&self, guard: &Guard) {
-        self.garbage.store(0, Ordering::Relaxed);
+        let l = &self.listeners;
+        l.garbage.store(0, Ordering::Relaxed);
         'retry: loop {
             let mut kept = 0;
-            let mut pred = &self.head;
-            let mut cur = pred.load(Ordering::Acquire, guard);
+            let head = self.state.head();
+            let word = head.load(Ordering::Acquire);
+            if state::is_done(word) {
+                return;
+            }
+            let mut pred = Pred::Head(head);
+            let mut cur = entry_of(word);
             loop {
-                if cur.tag() & DETACHED != 0 {
-                    return;
-                }
                 if cur.is_null() {
-                    self.kept.store(kept, Ordering::Relaxed);
+                    l.kept.store(kept, Ordering::Relaxed);
                     return;
                 }
                 // SAFETY: `cur` was reachable from the list while we are pinned, so its
@@ -339,7 +338,7 @@ impl Listeners {
                 }
                 if next.tag() & DELETED == 0 {
                     kept += 1;
-                    pred = &c.next;
+                    pred = Pred::Link(&c.next);
                     cur = next;
                     continue;
                 }
@@ -357,8 +356,8 @@ impl Listeners {
                     }
                     succ = after.with_tag(0);
                 }
-                match pred.compare_exchange(cur, succ, Ordering::AcqRel, Ordering::Acquire, guard) {
-                    Ok(_) => {
+                match pred.unlink(cur, succ, guard) {
+                    Ok(()) => {
                         // We own the LINKED of every entry of the run (invariant 3).
                         let mut x = cur;
                         while x != succ {
@@ -370,16 +369,40 @@ impl Listeners {
                         }
                         cur = succ;
                     }
-                    Err(err) => {
-                        if err.current.tag() & DETACHED != 0 {
-                            return;
-                        }
-                        continue 'retry;
-                    }
+                    Err(true) => return,
+                    Err(false) => continue 'retry,
                 }
             }
         }
     }
+}
+
+/// Walks a chain detached by a winning cancel (`State::try_finish`'s `Ok`): `visit` is
+/// called once for every entry that was not marked. Every entry's LINKED is given up after
+/// its visit, except for node entries for which `visit` returns true: the caller takes over
+/// their LINKED and gives it up later with [`unlink_done`].
+///
+/// Returns false if the chain was empty (then nothing was pinned).
+pub(crate) fn walk_chain(first: usize, mut visit: impl FnMut(&Entry) -> bool) -> bool {
+    if first == 0 {
+        return false;
+    }
+    let guard = &epoch::pin();
+    let mut cur = entry_of(first);
+    while !cur.is_null() {
+        // SAFETY: `cur` is in our detached chain with LINKED still set (invariant 3), so it
+        // is not finalized (invariant 4).
+        let e = unsafe { cur.deref() };
+        // AcqRel: reads the successor and freezes the link (invariant 1).
+        let next = e.next.fetch_or(DETACHED, Ordering::AcqRel, guard);
+        let keep = next.tag() & DELETED == 0 && visit(e);
+        if !keep {
+            // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.
+            unsafe { unlink_done(cur.as_raw(), guard) };
+        }
+        cur = next.with_tag(0);
+    }
+    true
 }
 
 /// Gives up LINKED for an entry this thread unlinked or walked, finalizing it if no counted
@@ -421,15 +444,9 @@ unsafe fn finalize(e: *const Entry, guard: &Guard) {
         live::add(live::Counter::Entries, -1);
         if let Kind::Node(node) = &entry.kind {
             node.release_timer();
-            // SAFETY: nobody else touches a dead node's list (invariant 6): a plain swap
-            // detaches it (a cancelled node's list is already closed and yields nothing).
-            let unprotected = unsafe { epoch::unprotected() };
-            let first = node.listeners.head.swap(
-                Shared::null().with_tag(DETACHED),
-                Ordering::Acquire,
-                unprotected,
-            );
-            let mut cur = first.with_tag(0);
+            // Nobody else touches a dead node's list (invariant 6); a cancelled node's list
+            // was detached by its cancel and yields nothing here.
+            let mut cur = entry_of(node.state.take_chain());
             while !cur.is_null() {
                 // SAFETY: entries of a dead node's list keep LINKED until we clear it.
                 let x = unsafe { cur.deref() };
@@ -578,7 +595,7 @@ pub(crate) unsafe fn release(e: *const Entry) {
             // SAFETY: `e` sits in its owner's list (or a detached chain); the owner is
             // alive: a node holds a count on it until the loop's next turn, a waiter's or
             // callback's holder keeps it (invariant 5); we are pinned.
-            unsafe { (*entry.owner).node().listeners.mark(e, g) };
+            unsafe { (*entry.owner).node().mark(e, g) };
         } else {
             // SAFETY: count and LINKED reached zero with our decrement alone.
             unsafe { finalize(e, g) };
@@ -609,9 +626,11 @@ mod tests {
         Entry::alloc(Kind::Node(Node::root_child(None)), 1, std::ptr::null())
     }
 
-    fn count_walk(list: &Listeners) -> usize {
+    fn count_walk(node: &Node) -> usize {
         let mut n = 0;
-        list.close_and_walk(|_| {
+        let word = state::done_word(crate::Error::Canceled, None);
+        let chain = node.state.try_finish(word).expect("live");
+        walk_chain(chain, |_| {
             n += 1;
             false
         });
@@ -622,7 +641,7 @@ mod tests {
     fn push_then_walk_visits_every_entry() {
         let owner = node_entry();
         // SAFETY: owner is live for the whole test.
-        let list = unsafe { &(*owner).node().listeners };
+        let list = unsafe { (*owner).node() };
         let ws: Vec<_> = (0..5).map(|_| waiter(owner)).collect();
         for &w in &ws {
             // SAFETY: fresh entry owned by `owner`.
@@ -648,7 +667,7 @@ mod tests {
     fn removed_entries_are_not_visited() {
         let owner = node_entry();
         // SAFETY: owner is live for the whole test.
-        let list = unsafe { &(*owner).node().listeners };
+        let list = unsafe { (*owner).node() };
         let ws: Vec<_> = (0..6).map(|_| waiter(owner)).collect();
         for &w in &ws {
             // SAFETY: fresh entry owned by `owner`.
@@ -677,10 +696,10 @@ mod tests {
 mod sweep_tests {
     use super::*;
 
-    fn list_len(list: &Listeners) -> usize {
+    fn list_len(node: &Node) -> usize {
         let guard = &epoch::pin();
         let mut n = 0;
-        let mut cur = list.head.load(Ordering::Acquire, guard);
+        let mut cur = entry_of(node.state.head().load(Ordering::Acquire));
         while !cur.with_tag(0).is_null() {
             n += 1;
             // SAFETY: pinned, single-threaded test.
@@ -693,7 +712,7 @@ mod sweep_tests {
     fn oldest_first_removal_stays_bounded() {
         let owner = Entry::alloc(Kind::Node(Node::root_child(None)), 1, std::ptr::null());
         // SAFETY: owner is live for the whole test.
-        let list = unsafe { &(*owner).node().listeners };
+        let list = unsafe { (*owner).node() };
         let mut live = std::collections::VecDeque::new();
         for _ in 0..1000 {
             let w = Entry::alloc(Kind::Waiter(AtomicWaker::new()), 1, owner);

@@ -21,9 +21,10 @@ use std::time::Instant;
 /// The cancellation part of a context.
 #[derive(Debug)]
 pub(crate) struct Node {
-    /// The state word (`state.rs`).
+    /// The state word, which is also the head of the listener list (`state.rs`).
     pub(crate) state: State,
-    /// Children, waiters and callbacks (`list.rs`).
+    /// Sweep bookkeeping of the list of children, waiters and callbacks (`list.rs`);
+    /// the list's head is the state word.
     pub(crate) listeners: Listeners,
     /// The effective deadline: the earlier of the parent's and the node's own.
     pub(crate) deadline: Option<Instant>,
@@ -46,7 +47,7 @@ impl Node {
     fn born_done(word: usize, deadline: Option<Instant>) -> Node {
         Node {
             state: State::born(word),
-            listeners: Listeners::closed(),
+            listeners: Listeners::new(),
             deadline,
             timer: std::ptr::null(),
         }
@@ -178,7 +179,7 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
         // Invariant 5 of list.rs: a linked child holds a count on its parent.
         p.entry().acquire();
         // SAFETY: `e` is live, owned by `p`, in no list yet.
-        if !unsafe { p.node().listeners.push(e) } {
+        if !unsafe { p.node().push(e) } {
             // The parent was cancelled between our check and the push: born done after all.
             let word = p.node().state.load();
             debug_assert!(

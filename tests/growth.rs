@@ -25,7 +25,10 @@ fn a_million_children_created_and_dropped() {
     ctxcore::live::wait_for_baseline(&before, Duration::from_secs(10))
         .expect("every child released");
     let retained = ctxcore::live::entries_in_memory() - memory;
-    assert!(retained < 64, "{retained} dead children still in memory");
+    assert!(
+        retained < 64 || !common::isolated(),
+        "{retained} dead children still in memory"
+    );
     // The parent's list is empty: cancelling it is instant.
     let start = Instant::now();
     ph.cancel();
@@ -50,7 +53,10 @@ fn children_dropped_out_of_order_leave_the_list() {
     }
     ctxcore::live::wait_for_baseline(&before, Duration::from_secs(10)).expect("list emptied");
     let retained = ctxcore::live::entries_in_memory() - memory;
-    assert!(retained < 64, "{retained} dead children still in memory");
+    assert!(
+        retained < 64 || !common::isolated(),
+        "{retained} dead children still in memory"
+    );
     drop(ph);
 }
 
@@ -94,7 +100,10 @@ fn oldest_first_churn_under_many_live_siblings() {
     }
     let per_op = start.elapsed() / (N as u32 / 10);
     let retained = ctxcore::live::entries_in_memory() - memory;
-    assert!(retained < 2 * 1000 + 64, "{retained} entries retained");
+    assert!(
+        retained < 2 * 1000 + 64 || !common::isolated(),
+        "{retained} entries retained"
+    );
     // O(1) amortized: far below a walk over 1,000 siblings (debug build, shared machine).
     assert!(per_op < Duration::from_micros(50), "{per_op:?} per request");
     drop(live);

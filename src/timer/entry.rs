@@ -104,6 +104,26 @@ impl TimerEntry {
         (link as *const u8).wrapping_sub(offset) as *const TimerEntry
     }
 
+    /// The driver's bookkeeping.
+    ///
+    /// # Safety
+    ///
+    /// Driver thread only (the only thread that touches `pos`).
+    pub(crate) unsafe fn pos(&self) -> WheelPos {
+        // SAFETY: per the contract, no other thread accesses the cell.
+        self.pos.with_mut(|p| unsafe { *p })
+    }
+
+    /// Updates the driver's bookkeeping.
+    ///
+    /// # Safety
+    ///
+    /// Driver thread only.
+    pub(crate) unsafe fn set_pos(&self, pos: WheelPos) {
+        // SAFETY: per the contract, no other thread accesses the cell.
+        self.pos.with_mut(|p| unsafe { *p = pos });
+    }
+
     /// True while neither fired nor cancelled.
     pub(crate) fn is_armed(&self) -> bool {
         self.state.load(Ordering::Acquire) == ARMED

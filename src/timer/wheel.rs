@@ -73,10 +73,8 @@ impl Wheel {
         self.occupied[slot / 64] |= 1 << (slot % 64);
         self.len += 1;
         let index = self.slots[slot].len() - 1;
-        // SAFETY: `pos` is touched by the driver thread only.
-        entry
-            .pos
-            .with_mut(|p| unsafe { *p = WheelPos { tick, slot, index } });
+        // SAFETY: driver thread only, per the contract.
+        unsafe { entry.set_pos(WheelPos { tick, slot, index }) };
         true
     }
 
@@ -86,8 +84,10 @@ impl Wheel {
     ///
     /// `t` is live; driver thread only.
     pub(crate) unsafe fn remove(&mut self, t: *const TimerEntry) {
+        // SAFETY: `t` is live, and this is the driver thread (the contract).
+        let entry = unsafe { &*t };
         // SAFETY: driver thread only.
-        let pos = unsafe { &*t }.pos.with_mut(|p| unsafe { *p });
+        let pos = unsafe { entry.pos() };
         if pos.index == usize::MAX {
             return;
         }
@@ -95,18 +95,26 @@ impl Wheel {
         slot.swap_remove(pos.index);
         if let Some(&moved) = slot.get(pos.index) {
             // SAFETY: entries in the wheel are live; driver thread only.
-            unsafe { &*moved }
-                .pos
-                .with_mut(|p| unsafe { (*p).index = pos.index });
+            let moved = unsafe { &*moved };
+            // SAFETY: driver thread only.
+            unsafe {
+                moved.set_pos(WheelPos {
+                    index: pos.index,
+                    ..moved.pos()
+                })
+            };
         }
         if slot.is_empty() {
             self.occupied[pos.slot / 64] &= !(1 << (pos.slot % 64));
         }
         self.len -= 1;
         // SAFETY: driver thread only.
-        unsafe { &*t }
-            .pos
-            .with_mut(|p| unsafe { (*p).index = usize::MAX });
+        unsafe {
+            entry.set_pos(WheelPos {
+                index: usize::MAX,
+                ..pos
+            })
+        };
     }
 
     /// Moves time to `now`, taking out every entry due by then and passing it to `due`.
@@ -120,7 +128,7 @@ impl Wheel {
             while i < wheel.slots[slot].len() {
                 let t = wheel.slots[slot][i];
                 // SAFETY: entries in the wheel are live; driver thread only.
-                let tick = unsafe { &*t }.pos.with_mut(|p| unsafe { (*p).tick });
+                let tick = unsafe { (*t).pos() }.tick;
                 if tick <= now {
                     // SAFETY: `t` is in the wheel; driver thread only.
                     unsafe { wheel.remove(t) };

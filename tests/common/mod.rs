@@ -66,11 +66,16 @@ pub struct LeakCheck {
     baseline: Option<ctxcore::live::LiveCounts>,
 }
 
+/// True when this test runs alone in its process (nextest), or the user asked for exact
+/// process-wide checks with `CTXCORE_LEAK_CHECK=1`.
+pub fn isolated() -> bool {
+    std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test")
+        || std::env::var("CTXCORE_LEAK_CHECK").as_deref() == Ok("1")
+}
+
 pub fn leak_check() -> LeakCheck {
-    let isolated = std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test")
-        || std::env::var("CTXCORE_LEAK_CHECK").as_deref() == Ok("1");
     LeakCheck {
-        baseline: isolated.then(ctxcore::live::snapshot),
+        baseline: isolated().then(ctxcore::live::snapshot),
     }
 }
 
