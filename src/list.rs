@@ -72,8 +72,7 @@ use crate::live;
 use crate::node::Node;
 use crate::state;
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
-use crate::sync::{AtomicUsize, AtomicWaker, Ordering};
-use std::sync::atomic::fence;
+use crate::sync::{fence, AtomicUsize, AtomicWaker, Ordering};
 
 /// Tag on an entry's `next`: the entry is logically deleted.
 const DELETED: usize = 1;

@@ -19,8 +19,7 @@
 
 use crate::list::{self, Entry};
 use crate::live;
-use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Ordering, UnsafeCell};
-use std::sync::atomic::fence;
+use crate::sync::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering, UnsafeCell};
 use std::time::Instant;
 
 pub(crate) const ARMED: u8 = 0;
