@@ -25,7 +25,7 @@ MUTANTS = [
                 return false;
             }
             entry.next.store(entry_of(word), Ordering::Relaxed);""",
-     """            entry.next.store(entry_of(word & !1), Ordering::Relaxed);"""),
+     """            entry.next.store(entry_of(word & !7), Ordering::Relaxed);"""),
     ("m02_drop_child_vs_cancel", "src/list.rs",
      "cancel walk leaves DELETED entries to their marker (never unlinked once detached)",
      """        let keep = next.tag() & DELETED == 0 && visit(e);
