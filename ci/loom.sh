@@ -11,6 +11,8 @@
 # Budget: under 10 minutes on 2 cores, builds included (about 3 minutes measured from a
 # cold target directory). Models run in release with debug assertions on (loom-tests/
 # Cargo.toml), so the core's own consistency checks are part of every execution.
+# No --locked: loom-tests/Cargo.lock pins what it has, and a dependency the root crate
+# gains later is added to it rather than failing the run.
 set -euo pipefail
 cd "$(dirname "$0")/../loom-tests"
 export CARGO_TERM_COLOR=never
@@ -24,13 +26,13 @@ run_models() { # label rustflags target-dir bound skip models...
   local label="$1" flags="$2" dir="$3" bound="$4" skip="$5"
   shift 5
   echo "=== loom ($label): building (RUSTFLAGS=\"$flags\", CARGO_TARGET_DIR=$dir)"
-  RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir" cargo test --release --locked --tests --no-run -q
+  RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir" cargo test --release --tests --no-run -q
   for m in "$@"; do
     local t0 t1 log rc=0
     log="$(mktemp)"
     t0=$(date +%s.%N)
     RUSTFLAGS="$flags" CARGO_TARGET_DIR="$dir" LOOM_MAX_PREEMPTIONS="$bound" \
-      cargo test --release --locked -q --test "$m" -- --nocapture --test-threads=1 \
+      cargo test --release -q --test "$m" -- --nocapture --test-threads=1 \
       ${skip:+--skip "$skip"} >"$log" 2>&1 || rc=$?
     t1=$(date +%s.%N)
     if [ "$rc" -ne 0 ]; then

@@ -12,10 +12,19 @@ compile_error!(
 );
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+/// Fences must come from here too: under loom a `std` fence is invisible to the model, so
+/// an Acquire fence after a Release decrement (the `Arc` pattern) would not synchronize
+/// and loom would see stale loads after it.
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::fence;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
 
 /// The epoch-based reclamation used for every list entry (see `list.rs`, "Reclamation").
 ///

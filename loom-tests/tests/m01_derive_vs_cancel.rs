@@ -1,8 +1,15 @@
 //! Model 1: `cancel(parent)` racing `with_cancel(parent)`: the new child always ends done,
 //! with the parent's error and cause.
 //!
-//! Injected bug it caught: `Listeners::push` without the DETACHED (closed) check, so a
-//! child pushed after the close is never walked and stays live forever.
+//! Injected bug it caught: `Node::push` without the closed (DONE head word) check: the
+//! push overwrote the done word and the new child stayed live.
+//!
+//! Real bug it found (fixed on the earlier list design, where the head was a separate
+//! atomic): `push` read the head Relaxed (first load and CAS failure), so a deriving thread
+//! that found the list closed did not synchronize with the close, its next load of the
+//! parent's state could still read 0, and the child was "cancelled" with word 0 and stayed
+//! live. Now the head is the state word itself, so that load reads the same location and
+//! sees DONE.
 #![cfg(loom)]
 
 use ctxcore::{Context, Error};

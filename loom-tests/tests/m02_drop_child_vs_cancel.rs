@@ -5,6 +5,12 @@
 //! Injected bug it caught: the cancel walk skipping `unlink_done` for an entry a remover
 //! had already marked DELETED (assuming the remover finishes the unlink, which it cannot
 //! once the list is closed): the dropped child was never freed ("live counts" failure).
+//! The chain model also caught: finalizing a dead node without finalizing the dead entries
+//! still marked in its own list (the grandchild leaked).
+//!
+//! Real bug it found on the earlier list design (fixed, then made impossible by the
+//! mark-and-sweep redesign): `close_and_walk` dropped the owner count handed back by a
+//! child it finalized, leaking the parent.
 #![cfg(loom)]
 
 use ctxcore::Context;

@@ -1,9 +1,9 @@
 //! Model 4: two children of one parent, adjacent in its list, unlinking at once: the list
 //! stays intact, and a later cancel of the parent reaches every remaining child.
 //!
-//! Injected bug it caught: the unlinking step of `Listeners::remove` as a plain store
-//! instead of a CAS on the predecessor's link: one removal resurrected the other entry
-//! (a freed entry still in the list, or a kept child cut off).
+//! Injected bug it caught: the sweep unlinking a run of marked entries by a plain store
+//! instead of a CAS on the predecessor's link: one sweep resurrected what another unlinked
+//! (an entry retired twice). Under loom `SWEEP_SLACK` is 1, so the second mark sweeps.
 #![cfg(loom)]
 
 use ctxcore::Context;

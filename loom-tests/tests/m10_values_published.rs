@@ -7,8 +7,8 @@
 //! construction), which loom does not model; this model therefore checks the published
 //! map's contents and the drop counts, not the memory orderings of that count.
 //!
-//! Injected bug it caught: `ValueRef::with` leaving the parent's own value out of the new
-//! map: the reader missed a value.
+//! Injected bug it caught: `ValueRef::with` building the new table without the parent's
+//! entries: the reader missed a value.
 #![cfg(loom)]
 
 use ctxcore::Context;

@@ -20,7 +20,6 @@
 use crate::list::{self, Entry};
 use crate::live;
 use crate::sync::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering, UnsafeCell};
-
 use std::time::Instant;
 
 pub(crate) const ARMED: u8 = 0;
