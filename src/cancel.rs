@@ -1,15 +1,16 @@
 //! The cancel walk: how one `cancel()` makes a whole subtree done, without recursion and
 //! without a lock.
 //!
-//! 1. One CAS on the node's state word from 0 decides the winner and publishes the reason
-//!    and cause (`state.rs`). A loser returns once the winner has set WALKED (so "when
-//!    `cancel()` returns, every descendant reports done" holds for losers too), except on a
-//!    thread that is itself inside a walk (a callback that cancels), which must not wait on
-//!    itself.
-//! 2. The winner disarms the node's timer, then closes the node's listener list and walks the
-//!    detached chain (`list.rs`): waiters are woken, callbacks run, and each live child is
-//!    finished with a copy of the word (same reason, same cause) and pushed on an explicit
-//!    stack. Depth costs heap, never call stack: a 1,000,000-deep chain is fine.
+//! 1. One CAS on the node's state word, from its live value (the list head) to the done
+//!    word, decides the winner, publishes the reason and cause, and detaches the listener
+//!    list, all at once (`state.rs`). A loser returns once the winner has set WALKED (so
+//!    "when `cancel()` returns, every descendant reports done" holds for losers too),
+//!    except on a thread that is itself inside a walk (a callback that cancels), which must
+//!    not wait on itself.
+//! 2. The winner disarms the node's timer, then walks the detached chain (`list.rs`):
+//!    waiters are woken, callbacks run, and each live child is finished with a copy of the
+//!    word (same reason, same cause; its own CAS detaches its list in turn) and pushed on an
+//!    explicit stack. Depth costs heap, never call stack: a 1,000,000-deep chain is fine.
 //! 3. Children are walked the same way; a node gets WALKED when its subtree is complete
 //!    (post-order), and only then gives up LINKED in its parent's chain.
 //!

@@ -21,15 +21,17 @@
 //!   `kept / 2 + SWEEP_SLACK` marks, so removal is amortized O(1); dead entries waiting for a
 //!   sweep number at most half the live ones of the last sweep plus the slack, so when
 //!   every child is gone, at most a few dozen dead ones remain.
-//! - **close**: swap the head with a null pointer tagged DETACHED. The closer (a canceller,
-//!   or the finalizer of a dead node) now owns the detached chain. It walks it with
+//! - **close**: the head is the node's state word (`state.rs`), so the cancel's CAS that
+//!   writes the done word detaches the whole list; a later push or sweep sees DONE on the
+//!   head and stops. The canceller now owns the detached chain. It walks it with
 //!   `fetch_or(DETACHED)` on each `next`, which both reads the successor and freezes the
-//!   link, so no sweeper can unlink anything behind it any more.
+//!   link, so no sweeper can unlink anything behind it any more. The finalizer of a dead
+//!   node (never cancelled) takes its chain with a plain load (invariant 6).
 //!
 //! # Invariants
 //!
 //! 1. A link tagged DETACHED belongs to a closed list and never changes pointer again: every
-//!    CAS on a link expects an untagged value.
+//!    CAS on a link expects an untagged value (and every CAS on the head a live word).
 //! 2. An entry's `next` tagged DELETED never changes pointer again (Harris), so a CAS that
 //!    read a run of marked entries moves the predecessor past exactly that run.
 //! 3. LINKED (top bit of `refs`) is set while the entry is reachable from its owner's list or
@@ -53,7 +55,7 @@
 //!   head with Acquire (close, sweep). push's loads of the head (first read, CAS failure)
 //!   are Acquire: a push that finds the list closed synchronizes with the close, so the
 //!   pusher then sees the owner's DONE (set before the close).
-//! - close's swap and the walk's `fetch_or` are AcqRel: Acquire to read entries pushed or
+//! - the closing CAS and the walk's `fetch_or` are AcqRel: Acquire to read entries pushed or
 //!   links rewritten before, Release so that a marker that later sees DETACHED also sees
 //!   that the closer owns the entry.
 //! - mark is AcqRel; unlinking CASes are AcqRel, failures Acquire (a retry reads the current

@@ -128,8 +128,10 @@ impl TimerEntry {
         self.state.load(Ordering::Acquire) == ARMED
     }
 
-    /// The driver's side of the race: fires if still armed. Returns true if it fired
-    /// (the node has been cancelled with `DeadlineExceeded` and the count on it released).
+    /// The driver's side of the race: fires if still armed. Returns true if it won the
+    /// timer's CAS: it then cancelled the node with `DeadlineExceeded` (unless a cancel won
+    /// the node's own CAS first, in which case that cancel's error stands) and released the
+    /// timer's count on the node.
     ///
     /// # Safety
     ///
