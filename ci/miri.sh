@@ -28,8 +28,8 @@ export MIRIFLAGS="${MIRIFLAGS:--Zmiri-tree-borrows -Zmiri-permissive-provenance 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/miri}"
 echo "=== miri: $(cargo +nightly miri --version)"
 echo "=== MIRIFLAGS=$MIRIFLAGS"
-echo "=== miri: unit tests"
-cargo +nightly miri test --lib
+echo "=== miri: unit tests (signal.rs skipped: Miri cannot call sigaction)"
+cargo +nightly miri test --lib -- --skip signal::
 args=()
 for t in $MIRI_TESTS; do
   if [ -f "tests/$t.rs" ]; then

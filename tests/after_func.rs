@@ -103,7 +103,7 @@ fn deadline_runs_callbacks_on_the_timer_thread() {
         *n.lock().unwrap() = thread::current().name().map(str::to_owned);
     });
     ctx.wait();
-    for _ in 0..500 {
+    for _ in 0..common::scaled(500) {
         if name.lock().unwrap().is_some() {
             break;
         }
@@ -125,7 +125,7 @@ fn never_done_context_never_runs_and_stop_is_true_once() {
 #[test]
 fn stop_racing_cancel_agrees_with_what_happened() {
     let _leaks = common::leak_check();
-    for _ in 0..500 {
+    for _ in 0..common::scaled(500) {
         let (n, mk) = counter();
         let (ctx, h) = Context::background().with_cancel();
         let a = Arc::new(ctx.after_func(mk()));
@@ -208,7 +208,7 @@ fn repeated_register_and_stop_does_not_grow() {
     let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
-    for _ in 0..10_000 {
+    for _ in 0..common::scaled(10_000) {
         let a = ctx.after_func(|| {});
         assert!(a.stop());
     }

@@ -80,7 +80,7 @@ fn cancel_is_idempotent_and_first_cause_wins() {
 #[test]
 fn concurrent_cancels_agree_on_one_winner() {
     let _leaks = common::leak_check();
-    for _ in 0..200 {
+    for _ in 0..common::scaled(200) {
         let (ctx, h) = Context::background().with_cancel();
         let (child, _ch) = ctx.with_cancel();
         let h = Arc::new(h);
@@ -110,7 +110,7 @@ fn concurrent_cancels_agree_on_one_winner() {
 #[test]
 fn cancel_racing_a_parent_cancel() {
     let _leaks = common::leak_check();
-    for _ in 0..200 {
+    for _ in 0..common::scaled(200) {
         let (parent, ph) = Context::background().with_cancel();
         let (child, ch) = parent.with_cancel();
         let (grandchild, _gh) = child.with_cancel();
@@ -126,7 +126,7 @@ fn cancel_racing_a_parent_cancel() {
 #[test]
 fn derive_racing_cancel_always_ends_done() {
     let _leaks = common::leak_check();
-    for _ in 0..200 {
+    for _ in 0..common::scaled(200) {
         let (parent, ph) = Context::background().with_cancel();
         let p2 = parent.clone();
         let t = thread::spawn(move || (0..50).map(|_| p2.with_cancel()).collect::<Vec<_>>());

@@ -50,16 +50,19 @@ fn zero_sized_and_non_clone_values() {
 #[test]
 fn deep_chains_find_every_type() {
     let _leaks = common::leak_check();
+    let n = common::scaled(10_000) as u64;
     let mut ctx = Context::background().with_value(User("bottom"));
-    for i in 0..10_000u64 {
+    let mut last_u32 = 0;
+    for i in 0..n {
         ctx = ctx.with_value(Trace(i));
         if i % 3 == 0 {
             ctx = ctx.with_value(i as u32);
+            last_u32 = i as u32;
         }
     }
     assert_eq!(ctx.value::<User>(), Some(&User("bottom")));
-    assert_eq!(ctx.value::<Trace>(), Some(&Trace(9_999)));
-    assert_eq!(ctx.value::<u32>(), Some(&9_999));
+    assert_eq!(ctx.value::<Trace>(), Some(&Trace(n - 1)));
+    assert_eq!(ctx.value::<u32>(), Some(&last_u32));
 }
 
 #[test]

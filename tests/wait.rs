@@ -88,7 +88,7 @@ fn done_future_dropped_leaves_nothing_behind() {
     let _leaks = common::leak_check();
     let (ctx, _h) = Context::background().with_cancel();
     let before = ctxcore::live::snapshot();
-    for _ in 0..10_000 {
+    for _ in 0..common::scaled(10_000) {
         let mut d = Box::pin(ctx.done());
         assert!(poll_once(&mut d, Waker::noop()).is_pending());
     }
