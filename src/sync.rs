@@ -17,14 +17,9 @@ pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
-/// Fences must come from here too: under loom a `std` fence is invisible to the model, so
-/// an Acquire fence after a Release decrement (the `Arc` pattern) would not synchronize
-/// and loom would see stale loads after it.
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::fence;
-
-#[cfg(loom)]
-pub(crate) use loom::sync::atomic::fence;
+// Fences: the crate uses none. Where a count reaches zero, an Acquire load of the count
+// stands in for `fence(Acquire)` (ThreadSanitizer does not model fences). Should one be
+// needed, it must come from this shim: a `std` fence is invisible to loom.
 
 /// The epoch-based reclamation used for every list entry (see `list.rs`, "Reclamation").
 ///
