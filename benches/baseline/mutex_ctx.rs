@@ -39,25 +39,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// Why a context is done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Error {
-    /// Cancelled by a handle or a parent.
-    Canceled,
-    /// Its deadline passed.
-    DeadlineExceeded,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Error::Canceled => "context canceled",
-            Error::DeadlineExceeded => "context deadline exceeded",
-        })
-    }
-}
-
-impl std::error::Error for Error {}
+/// Why a context is done: the same two reasons as ctxcore's (the baseline differs in its
+/// engine, not in its error type).
+pub use ctxcore::Error;
 
 /// A context: `None` is the background root (static in Go, no allocation here either).
 #[derive(Clone, Default)]

@@ -48,93 +48,57 @@ pub trait Values: Ctx {
     fn value<T: Send + Sync + 'static>(&self) -> Option<&T>;
 }
 
-impl Ctx for ctxcore::Context {
-    type Handle = ctxcore::CancelHandle;
-    const NAME: &'static str = "ctxcore";
-    fn cancellable_root() -> (Self, Self::Handle) {
-        ctxcore::Context::background().with_cancel()
-    }
-    #[inline]
-    fn child(&self) -> (Self, Self::Handle) {
-        self.with_cancel()
-    }
-    #[inline]
-    fn cancel(h: &Self::Handle) {
-        h.cancel()
-    }
-    #[inline]
-    fn is_done(&self) -> bool {
-        ctxcore::Context::is_done(self)
-    }
-    fn wait(&self) {
-        ctxcore::Context::wait(self)
-    }
-    fn done(&self) -> impl Future<Output = ()> + Send + '_ {
-        ctxcore::Context::done(self)
-    }
+/// ctxcore and the mutex baseline have the same API, so one impl serves both.
+macro_rules! same_api_impls {
+    ($module:ident, $name:literal) => {
+        impl Ctx for $module::Context {
+            type Handle = $module::CancelHandle;
+            const NAME: &'static str = $name;
+            fn cancellable_root() -> (Self, Self::Handle) {
+                $module::Context::background().with_cancel()
+            }
+            #[inline]
+            fn child(&self) -> (Self, Self::Handle) {
+                self.with_cancel()
+            }
+            #[inline]
+            fn cancel(h: &Self::Handle) {
+                h.cancel()
+            }
+            #[inline]
+            fn is_done(&self) -> bool {
+                $module::Context::is_done(self)
+            }
+            fn wait(&self) {
+                $module::Context::wait(self)
+            }
+            fn done(&self) -> impl Future<Output = ()> + Send + '_ {
+                $module::Context::done(self)
+            }
+        }
+
+        impl Deadlines for $module::Context {
+            #[inline]
+            fn child_timeout(&self, timeout: Duration) -> (Self, Self::Handle) {
+                self.with_timeout(timeout)
+            }
+        }
+
+        impl Values for $module::Context {
+            #[inline]
+            fn with_value<T: Send + Sync + 'static>(&self, v: T) -> Self {
+                $module::Context::with_value(self, v)
+            }
+            #[inline]
+            fn value<T: Send + Sync + 'static>(&self) -> Option<&T> {
+                $module::Context::value::<T>(self)
+            }
+        }
+    };
 }
 
-impl Deadlines for ctxcore::Context {
-    #[inline]
-    fn child_timeout(&self, timeout: Duration) -> (Self, Self::Handle) {
-        self.with_timeout(timeout)
-    }
-}
-
-impl Values for ctxcore::Context {
-    #[inline]
-    fn with_value<T: Send + Sync + 'static>(&self, v: T) -> Self {
-        ctxcore::Context::with_value(self, v)
-    }
-    #[inline]
-    fn value<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        ctxcore::Context::value::<T>(self)
-    }
-}
-
-impl Ctx for mutex_ctx::Context {
-    type Handle = mutex_ctx::CancelHandle;
-    const NAME: &'static str = "mutex";
-    fn cancellable_root() -> (Self, Self::Handle) {
-        mutex_ctx::Context::background().with_cancel()
-    }
-    #[inline]
-    fn child(&self) -> (Self, Self::Handle) {
-        self.with_cancel()
-    }
-    #[inline]
-    fn cancel(h: &Self::Handle) {
-        h.cancel()
-    }
-    #[inline]
-    fn is_done(&self) -> bool {
-        mutex_ctx::Context::is_done(self)
-    }
-    fn wait(&self) {
-        mutex_ctx::Context::wait(self)
-    }
-    fn done(&self) -> impl Future<Output = ()> + Send + '_ {
-        mutex_ctx::Context::done(self)
-    }
-}
-
-impl Deadlines for mutex_ctx::Context {
-    #[inline]
-    fn child_timeout(&self, timeout: Duration) -> (Self, Self::Handle) {
-        self.with_timeout(timeout)
-    }
-}
-
-impl Values for mutex_ctx::Context {
-    #[inline]
-    fn with_value<T: Send + Sync + 'static>(&self, v: T) -> Self {
-        mutex_ctx::Context::with_value(self, v)
-    }
-    #[inline]
-    fn value<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        mutex_ctx::Context::value::<T>(self)
-    }
-}
+same_api_impls!(ctxcore, "ctxcore");
+same_api_impls!(mutex_ctx, "mutex");
 
 /// tokio-util: no deadlines, no values; the handle is a clone of the token, and dropping
 /// it does not cancel (the workloads always cancel explicitly).
