@@ -334,7 +334,10 @@ impl CancelHandle {
 
     /// Consumes the handle without cancelling.
     pub fn disarm(self) {
-        std::mem::forget(self);
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again and its `Drop` never runs, so the node
+        // reference is moved out (and dropped) exactly once.
+        drop(unsafe { std::ptr::read(&this.node) });
     }
 }
 
@@ -354,21 +357,7 @@ fn cancel(node: &Arc<Node>, err: Error) {
         timer().stopped();
     }
     // removeChild: unlink from the nearest cancellable ancestor.
-    if let Some(p) = node.parent.cancel_node() {
-        let pc = p.cancel_state().expect("cancel node");
-        let mut g = lock(&pc.inner);
-        let i = cs.index.swap(NOT_LINKED, Ordering::Relaxed);
-        if i != NOT_LINKED && i < g.children.len() && Arc::ptr_eq(&g.children[i], node) {
-            g.children.swap_remove(i);
-            if let Some(moved) = g.children.get(i) {
-                moved
-                    .cancel_state()
-                    .expect("cancel node")
-                    .index
-                    .store(i, Ordering::Relaxed);
-            }
-        }
-    }
+    detach(node);
 }
 
 /// Marks `root` and its subtree done with `err`; false if `root` already was.
