@@ -139,13 +139,11 @@ pub(crate) fn loom_counts(reset: bool) -> LiveCounts {
 }
 
 /// Marks a group task as started (see [`crate::group`]).
-#[allow(dead_code)]
 pub(crate) fn group_task_started() {
     add(Counter::GroupTasks, 1);
 }
 
 /// Marks a group task as finished.
-#[allow(dead_code)]
 pub(crate) fn group_task_finished() {
     add(Counter::GroupTasks, -1);
 }
