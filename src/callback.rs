@@ -1,17 +1,25 @@
 //! `after_func` callbacks: a list entry holding a closure that runs exactly once when its
 //! context is done, unless `stop()` claims it first.
 //!
-//! The callback's state is one byte, PENDING -> TAKEN, moved by one CAS: the canceller's
-//! walk (which then runs the closure) or `stop()` (which then drops it). Whoever wins owns
-//! the closure and gives back the two counts a pending callback holds: one on its own entry
-//! (so dropping the `AfterFunc` does not unlink it) and one on its context's node (so the
-//! node stays in its parent's list and a parent's cancel still reaches the callback, as in
-//! Go, even when every handle to the context is gone).
+//! The callback's state is one byte, moved by CAS:
+//!
+//! ```text
+//!  PENDING --canceller's walk (runs the closure) or stop() (drops it)--> TAKEN
+//!  PENDING --inert walk (drops it unrun: behaviour 14)-----------------> DROPPED
+//!  DROPPED --the first stop() (returns true: the callback never ran)---> TAKEN
+//! ```
+//!
+//! Whoever moves it from PENDING owns the closure and gives back the two counts a pending
+//! callback holds: one on its own entry (so dropping the `AfterFunc` does not unlink it)
+//! and one on its context's node (so the node stays in its parent's list and a parent's
+//! cancel still reaches the callback, as in Go, even when every handle to the context is
+//! gone). A context that can never be done any more lets its callbacks go (`inert.rs`).
 
 use crate::cancel::Panic;
 use crate::list::{self, Entry, Kind};
 use crate::live;
 use crate::node::NodeRef;
+use crate::state;
 use crate::sync::{epoch, AtomicU8, Ordering, UnsafeCell};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,6 +28,7 @@ use std::sync::atomic::AtomicBool;
 
 const PENDING: u8 = 0;
 const TAKEN: u8 = 1;
+const DROPPED: u8 = 2;
 
 type Func = Box<dyn FnOnce() + Send + 'static>;
 
@@ -32,7 +41,7 @@ pub(crate) struct Callback {
 impl fmt::Debug for Callback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Callback")
-            .field("taken", &(self.state.load(Ordering::Relaxed) == TAKEN))
+            .field("pending", &(self.state.load(Ordering::Relaxed) == PENDING))
             .finish()
     }
 }
@@ -45,20 +54,37 @@ impl Callback {
         }
     }
 
-    /// Takes the closure if nobody has: the single winner of PENDING -> TAKEN.
-    fn claim(&self) -> Option<Func> {
+    /// Takes the closure if nobody has: the single winner of PENDING -> `to`. On failure,
+    /// the state found.
+    fn claim(&self, to: u8) -> Result<Func, u8> {
         // AcqRel: Acquire sees the closure written at registration (published by the list
         // push); Release orders the loser's later reads after our take.
-        if self
-            .state
-            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return None;
-        }
+        self.state
+            .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)?;
         live::add(live::Counter::Callbacks, -1);
         // SAFETY: only the winner of the CAS above touches the cell, once.
-        self.f.with_mut(|p| unsafe { (*p).take() })
+        let f = self.f.with_mut(|p| unsafe { (*p).take() });
+        Ok(f.expect("a pending callback holds its closure"))
+    }
+
+    /// Drops the closure unrun if still pending, for a context that can never be done
+    /// (`inert.rs`), then gives back the pending counts on `entry` and on its owner.
+    ///
+    /// # Safety
+    ///
+    /// `self` is the callback of `entry`, whose LINKED the calling walk owns.
+    pub(crate) unsafe fn drop_unrun(&self, entry: &Entry) {
+        let Ok(f) = self.claim(DROPPED) else {
+            return;
+        };
+        drop(f);
+        let owner = entry.owner();
+        // SAFETY: the claim gave us the pending counts on the entry and on its owner; the
+        // walk's LINKED keeps the entry itself alive past this release.
+        unsafe {
+            list::release(entry as *const Entry);
+            list::release(owner);
+        }
     }
 
     /// Runs the closure if still pending, on this (the cancelling) thread, then gives back
@@ -69,7 +95,7 @@ impl Callback {
     ///
     /// `self` is the callback of `entry`, whose LINKED the calling walk owns.
     pub(crate) unsafe fn fire(&self, entry: &Entry) -> Result<(), Panic> {
-        let Some(f) = self.claim() else {
+        let Ok(f) = self.claim(TAKEN) else {
             return Ok(());
         };
         let result = catch_unwind(AssertUnwindSafe(f));
@@ -131,42 +157,58 @@ impl AfterFunc {
     pub(crate) fn register(node: Option<&NodeRef>, f: Func) -> AfterFunc {
         let Some(node) = node else {
             drop(f);
-            return AfterFunc {
-                inner: Inner::Inert(AtomicBool::new(false)),
-            };
+            return AfterFunc::inert(false);
         };
-        if node.node().is_done() {
+        let word = node.node().state.load();
+        if state::is_done(word) {
             f();
-            return AfterFunc {
-                inner: Inner::Inert(AtomicBool::new(true)),
-            };
+            return AfterFunc::inert(true);
+        }
+        if !state::is_open(word) {
+            // Never done (behaviour 14): as on `background()`.
+            drop(f);
+            return AfterFunc::inert(false);
         }
         live::add(live::Counter::Callbacks, 1);
         node.entry().acquire(); // the pending count on the node
         let e = Entry::alloc(Kind::Callback(Callback::new(f)), 2, node.as_ptr());
         // SAFETY: `e` is fresh, owned by `node`, in no list.
-        if unsafe { node.node().push(e) } {
+        let Err(word) = (unsafe { node.node().push(e) }) else {
             // SAFETY: `e` came from `Entry::alloc`, so it is non-null; one of its two counts
             // is ours from now on.
             let e = unsafe { NonNull::new_unchecked(e as *mut Entry) };
             return AfterFunc {
                 inner: Inner::Registered(e),
             };
-        }
-        // The context became done meanwhile: run now, on this thread.
+        };
+        // The context became done (or never-done) meanwhile.
         // SAFETY: `e` was never published.
         let callback = match &unsafe { &*e }.kind {
             Kind::Callback(c) => c,
             _ => unreachable!(),
         };
-        let f = callback.claim().expect("unpublished callback is pending");
+        let f = callback
+            .claim(TAKEN)
+            .expect("unpublished callback is pending");
         // SAFETY: never published, no other thread has seen `e`.
         unsafe { list::free_unpublished(e) };
         // SAFETY: the pending count we took above.
         unsafe { list::release(node.as_ptr()) };
-        f();
+        if state::is_done(word) {
+            // Run now, on this thread.
+            f();
+            AfterFunc::inert(true)
+        } else {
+            drop(f);
+            AfterFunc::inert(false)
+        }
+    }
+
+    /// An `AfterFunc` with no entry: `ran` if the callback already ran, else it was dropped
+    /// unrun (the context could never be done) and the first `stop` returns true.
+    fn inert(ran: bool) -> AfterFunc {
         AfterFunc {
-            inner: Inner::Inert(AtomicBool::new(true)),
+            inner: Inner::Inert(AtomicBool::new(ran)),
         }
     }
 
@@ -192,8 +234,17 @@ impl AfterFunc {
         let Kind::Callback(callback) = &entry.kind else {
             unreachable!()
         };
-        let Some(f) = callback.claim() else {
-            return false;
+        let f = match callback.claim(TAKEN) {
+            Ok(f) => f,
+            // Dropped unrun by an inert walk, which gave the counts back: the first stop
+            // reports that the callback never ran (behaviour 14).
+            Err(DROPPED) => {
+                return callback
+                    .state
+                    .compare_exchange(DROPPED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            }
+            Err(_) => return false,
         };
         drop(f);
         let owner = entry.owner();

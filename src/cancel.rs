@@ -13,6 +13,22 @@
 //!    explicit stack. Depth costs heap, never call stack: a 1,000,000-deep chain is fine.
 //! 3. Children are walked the same way; a node gets WALKED when its subtree is complete
 //!    (post-order), and only then gives up LINKED in its parent's chain.
+//! 4. A child found done already, but not yet WALKED, was cancelled by its own handle or
+//!    timer, and another thread is walking its subtree. The walk keeps its LINKED and, in
+//!    post-order (before its parent's WALKED), waits for that child's WALKED: so when any
+//!    `cancel()` returns, every descendant reports done, however the cancels interleave
+//!    one level down (behaviour 2).
+//!
+//! Why the waits end. A walk waits only for walks of nodes strictly below the node it is
+//! walking (step 4), or, as a loser, for the walk of the node it tried to cancel (step 1);
+//! a walk in progress never waits for a walk above it. So the waits-for relation follows
+//! the tree downwards and has no cycle; the deepest walk waits for nobody and finishes in
+//! time linear in its subtree. A waiter spins briefly, then yields its core to the walker
+//! (`sync::backoff`), so a preempted walker gets the CPU back. The one exception is a
+//! cancel from inside an `after_func` callback (a walk nested in a walk): it cannot wait,
+//! since the walk it is nested in may be what another walker waits for, so it neither
+//! waits as a loser nor for children walked elsewhere (their own walks still complete
+//! them; such a cancel's promise covers what its own walk reached).
 //!
 //! Panics: an `after_func` callback that panics does not stop the walk. Every other listener
 //! is still cancelled and woken; the first panic is re-raised on the cancelling thread once
@@ -73,42 +89,62 @@ pub(crate) fn cancel(e: *const Entry, word: usize) -> bool {
     }
 }
 
+/// What the walk still owes an entry on its stack (it holds the entry's LINKED).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    /// A child this walk made done: walk its detached chain.
+    Expand,
+    /// A child whose subtree this walk has finished: set its WALKED.
+    Finish,
+    /// A child made done by another thread, whose walk is still running: wait for its
+    /// WALKED (step 4 of the module docs).
+    Await,
+}
+
+/// The walk's explicit stack: (child node entry, its detached chain, what is owed).
+type Stack = Vec<(*const Entry, usize, Owed)>;
+
 /// Like [`cancel`], but hands a callback's panic back instead of re-raising it.
 pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Panic> {
     // SAFETY: the caller holds a reference (count or LINKED) that keeps `e` live.
-    let node = unsafe { &*e }.node();
+    let entry = unsafe { &*e };
+    let node = entry.node();
+    // A walk nested in a walk (a callback cancelling) must not wait (module docs).
+    let may_wait = WALKING.with(Cell::get) == 0;
     let chain = match node.state.try_finish(word) {
         Ok(chain) => chain,
-        Err(_) => {
-            if WALKING.with(Cell::get) == 0 {
+        Err(now) => {
+            if may_wait && state::is_done(now) {
                 node.state.wait_walked();
             }
             return Ok(false);
         }
     };
     let _walking = Walking::enter();
-    timer::disarm(node.timer);
+    disarm_timer(entry);
     let mut panic = None;
-    // (node, its detached chain, expanded): pre-order walks the chain, post-order sets
-    // WALKED once the whole subtree is done.
-    let mut stack: Vec<(*const Entry, usize, bool)> = Vec::new();
-    walk(chain, word, &mut stack, &mut panic);
+    let mut stack: Stack = Vec::new();
+    walk(chain, word, may_wait, &mut stack, &mut panic);
     // One pin for the whole subtree: the pins taken inside (each chain's walk) then nest,
     // which costs no fence. A leaf cancel never gets here with work, and pins nothing.
     let guard = (!stack.is_empty()).then(epoch::pin);
-    while let Some((child, chain, expanded)) = stack.pop() {
-        if expanded {
-            // SAFETY: we still own the child's LINKED (pushed by `walk`), so it is live.
-            let child_state = &unsafe { &*child }.node().state;
+    while let Some((child, chain, owed)) = stack.pop() {
+        // SAFETY: we own the child's LINKED (kept by `walk`), so it is live.
+        let child_state = &unsafe { &*child }.node().state;
+        match owed {
+            Owed::Expand => {
+                stack.push((child, 0, Owed::Finish));
+                walk(chain, word, may_wait, &mut stack, &mut panic);
+                continue;
+            }
             // This walk won the child's CAS, so the word is the one it wrote.
-            child_state.mark_walked(child_state.load());
-            let guard = guard.as_ref().expect("pinned when the stack had work");
-            // SAFETY: we own its LINKED and give it up now; `guard` is pinned.
-            unsafe { list::unlink_done(child, guard) };
-        } else {
-            stack.push((child, 0, true));
-            walk(chain, word, &mut stack, &mut panic);
+            Owed::Finish => child_state.mark_walked(child_state.load()),
+            // Bounded: see "Why the waits end".
+            Owed::Await => child_state.wait_walked(),
         }
+        let guard = guard.as_ref().expect("pinned when the stack had work");
+        // SAFETY: we own its LINKED and give it up now; `guard` is pinned.
+        unsafe { list::unlink_done(child, guard) };
     }
     drop(guard);
     node.state.mark_walked(word);
@@ -118,22 +154,33 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
     }
 }
 
+/// Disarms the timer of a node this thread has just made done, giving up the TIMER claim
+/// if it won the timer's CAS.
+fn disarm_timer(entry: &Entry) {
+    if timer::disarm(entry.node().timer) {
+        let last = entry.give_up_timer();
+        // The canceller holds a claim on the node it cancels (a count, or a walk's LINKED).
+        debug_assert!(!last, "a node being cancelled has another claim");
+    }
+}
+
 /// Walks the chain detached from one done node (see the module docs, step 2); `word` is
 /// the done word of the walk's root, which every descendant inherits.
-fn walk(
-    chain: usize,
-    word: usize,
-    stack: &mut Vec<(*const Entry, usize, bool)>,
-    panic: &mut Option<Panic>,
-) {
+fn walk(chain: usize, word: usize, may_wait: bool, stack: &mut Stack, panic: &mut Option<Panic>) {
     list::walk_chain(chain, |entry| match &entry.kind {
         Kind::Node(child) => match child.state.try_finish(state::inherit(word)) {
             Ok(child_chain) => {
-                timer::disarm(child.timer);
-                stack.push((entry as *const Entry, child_chain, false));
+                disarm_timer(entry);
+                stack.push((entry as *const Entry, child_chain, Owed::Expand));
                 true
             }
-            // Done already: its own canceller walks its subtree.
+            // Done by another thread that is still walking it (step 4).
+            Err(now) if may_wait && state::is_done(now) && now & state::WALKED == 0 => {
+                stack.push((entry as *const Entry, 0, Owed::Await));
+                true
+            }
+            // Done and walked already, or never done (cannot happen under a live parent:
+            // `inert.rs` invariant 1).
             Err(_) => false,
         },
         Kind::Waiter(waker) => {

@@ -1,6 +1,7 @@
 //! `CancelHandle`: the right to cancel one context (Go's `CancelFunc`).
 
 use crate::error::Error;
+use crate::inert;
 use crate::node::NodeRef;
 use std::fmt;
 use std::mem::ManuallyDrop;
@@ -67,13 +68,26 @@ impl CancelHandle {
     /// Gives the handle up without cancelling: the context is then done only through its
     /// parent or its deadline.
     ///
+    /// If neither is left (no deadline of its own, and no ancestor up to a root or a
+    /// [`without_cancel`](crate::Context::without_cancel) that can still be done), the
+    /// context can never be done any more and behaves as
+    /// [`background()`](crate::Context::background) from now on: its pending
+    /// [`after_func`](crate::Context::after_func) callbacks are dropped unrun (their
+    /// [`stop`](crate::AfterFunc::stop) returns true), its waiters stay pending with their
+    /// wakers released, and so do its descendants that depended on it alone.
+    ///
     /// ```
     /// let (ctx, handle) = ctxcore::Context::background().with_cancel();
+    /// let after = ctx.after_func(|| unreachable!("never runs"));
     /// handle.disarm();
     /// assert!(!ctx.is_done());
+    /// assert!(after.stop(), "the callback was dropped unrun");
     /// ```
     pub fn disarm(self) {
         let mut this = ManuallyDrop::new(self);
+        // SAFETY: our count keeps the node alive, and HANDLE is ours to clear: only this
+        // handle clears it, once (it is consumed here).
+        unsafe { inert::remove_source(this.node.as_ptr(), inert::HANDLE) };
         // SAFETY: `this` is never used again and its `Drop` does not run, so the reference
         // is dropped exactly once, here.
         unsafe { ManuallyDrop::drop(&mut this.node) };

@@ -28,10 +28,12 @@
 //!
 //! - `state.rs`: the state word (bit table, transitions). `is_done()` is one Acquire load.
 //! - `list.rs`: the intrusive lock-free listener list (Harris–Michael with a *close*
-//!   operation), entry reference counts, epoch reclamation.
+//!   operation); `list/refs.rs`: the claims on an entry (count, LINKED, TIMER) and its
+//!   release; `list/grave.rs`: batched epoch reclamation.
 //! - `cancel.rs`: one cancel end to end: the CAS, the close, the iterative walk.
 //! - `wait.rs`: waiters for futures and threads on one `AtomicWaker` mechanism.
 //! - `callback.rs`: `after_func` and the claim protocol of `stop()`.
+//! - `inert.rs`: contexts that can never be done any more, and what they let go.
 //! - `timer/`: the process-wide timer driver and its hashed wheel.
 //! - `value.rs`: the flattened value map.
 //! - `live.rs`: leak counters.
@@ -46,6 +48,7 @@ mod cancel;
 mod context;
 mod error;
 mod handle;
+mod inert;
 mod list;
 mod node;
 mod state;

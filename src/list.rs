@@ -1,4 +1,6 @@
-//! The intrusive lock-free listener list of a node, and the reference count of its entries.
+//! The intrusive lock-free listener list of a node. The claims on its entries (reference
+//! count, LINKED, TIMER) and their release are in `list/refs.rs`, the batching of dead
+//! entries for the epoch in `list/grave.rs`.
 //!
 //! # Algorithm
 //!
@@ -22,8 +24,8 @@
 //!   sweep number at most half the live ones of the last sweep plus the slack, so when
 //!   every child is gone, at most a few dozen dead ones remain.
 //! - **close**: the head is the node's state word (`state.rs`), so the cancel's CAS that
-//!   writes the done word detaches the whole list; a later push or sweep sees DONE on the
-//!   head and stops. The canceller now owns the detached chain. It walks it with
+//!   writes the done word (or the inert walk's CAS that writes NEVER: `inert.rs`) detaches
+//!   the whole list; a later push or sweep sees a closed head and stops. The canceller now owns the detached chain. It walks it with
 //!   `fetch_or(DETACHED)` on each `next`, which both reads the successor and freezes the
 //!   link, so no sweeper can unlink anything behind it any more. The finalizer of a dead
 //!   node (never cancelled) takes its chain with a plain load (invariant 6).
@@ -37,17 +39,25 @@
 //! 3. LINKED (top bit of `refs`) is set while the entry is reachable from its owner's list or
 //!    from a detached chain not yet walked past it. Exactly one thread clears it: the thread
 //!    whose CAS unlinked the entry, or the closer that walked it.
-//! 4. An entry is finalized by whichever thread makes both the count and LINKED zero; the
-//!    count never rises from zero (new references are only cloned from live ones).
+//! 4. An entry is finalized by whichever thread makes its whole `refs` zero (count, LINKED
+//!    and TIMER); the count never rises from zero (new references are only cloned from live
+//!    ones), and TIMER is never set again once cleared.
 //! 5. A *live* node entry (count above zero) with an owner holds one count on that owner; it
-//!    gives it back when its own count reaches zero, after marking itself. A dead node
-//!    waiting in a list for a sweep keeps nothing alive. A waiter's owner is kept alive by
-//!    the future or thread waiting on it, a pending callback's by its pending count.
+//!    gives it back when its own count reaches zero, after marking itself (the last holder
+//!    marks *before* its last decrement: `list/refs.rs`). A dead node waiting in a list for
+//!    a sweep keeps nothing alive. A waiter's owner is kept alive by the future or thread
+//!    waiting on it, a pending callback's by its pending count.
 //! 6. So a node whose count is zero has no live entry in its list: finalizing it closes the
 //!    list and finalizes every entry in it (they are all dead, except callbacks still held
 //!    by their `AfterFunc`, which only lose LINKED), on an explicit worklist (no recursion).
 //!    Nobody else touches that list any more: markers and sweepers of a list always hold a
 //!    count on its owner (invariant 5, or a `Context` of it).
+//! 7. TIMER (second bit of `refs`) is set while a node's timer is armed and no one has won
+//!    its entry's CAS yet, then held by the winner until it is done with the node: the
+//!    driver (which cancels the node only if some count is left: nobody else could observe
+//!    it), a canceller, or the node's last holder (which disarms: a deadline alone keeps
+//!    nothing). It keeps the node's memory, not the node: a node with TIMER and no count
+//!    is dead, and is finalized by whoever gives up the last claim.
 //!
 //! # Orderings
 //!
@@ -60,33 +70,33 @@
 //!   that the closer owns the entry.
 //! - mark is AcqRel; unlinking CASes are AcqRel, failures Acquire (a retry reads the current
 //!   list). `garbage` and `kept` are Relaxed: they only schedule sweeps, never decide safety.
-//! - `refs`: increments Relaxed (a count is only cloned from a live one, like `Arc`);
-//!   decrements Release, and the thread that reaches zero fences Acquire before acting on
-//!   it, so every access through other references happens before the memory is reused.
+//! - `refs`: see `list/refs.rs` ("Orderings"): increments Relaxed, decrements Release,
+//!   and the RMW that makes the word zero AcqRel, so every access through other claims
+//!   happens before the memory is reused.
 //!
 //! # Reclamation
 //!
-//! Finalized entries go to `Guard::defer_destroy`: a marker, sweeper or closer that still
-//! holds a pointer to an entry is pinned, so the memory outlives every such pointer.
+//! Finalized entries go to the epoch (batched: `list/grave.rs`): a marker, sweeper or
+//! closer that still holds a pointer to an entry is pinned, so the memory outlives every
+//! such pointer.
+
+mod grave;
+mod refs;
+
+pub(crate) use refs::{finalize, free_unpublished, release, unlink_done, unlink_unpushed};
 
 use crate::callback::Callback;
 use crate::live;
 use crate::node::Node;
 use crate::state;
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
-use crate::sync::{AtomicUsize, AtomicWaker, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, AtomicWaker, Ordering};
+use refs::{LINKED, TIMER};
 
 /// Tag on an entry's `next`: the entry is logically deleted.
 const DELETED: usize = 1;
 /// Tag on a link: the list it belongs to is closed (invariant 1).
 const DETACHED: usize = 2;
-
-/// Top bit of `refs`: the entry is linked (invariant 3).
-const LINKED: usize = 1 << (usize::BITS - 1);
-/// The count part of `refs`.
-const COUNT: usize = !LINKED;
-/// Counts beyond this are a leak of `mem::forget`ed handles; abort like `Arc` does.
-const MAX_COUNT: usize = COUNT >> 1;
 
 /// One element of a listener list, and the allocation of a node, waiter or callback.
 #[derive(Debug)]
@@ -118,9 +128,14 @@ impl Entry {
         }
         live::add(live::Counter::Entries, 1);
         let linked = if owner.is_null() { 0 } else { LINKED };
+        // A node whose timer is set (before it is allocated: `node.rs`) starts with TIMER.
+        let timer = match &kind {
+            Kind::Node(n) if !n.timer.is_null() => TIMER,
+            _ => 0,
+        };
         let owned = Owned::new(Entry {
             next: Atomic::null(),
-            refs: AtomicUsize::new(count | linked),
+            refs: AtomicUsize::new(count | linked | timer),
             owner,
             kind,
         });
@@ -154,21 +169,10 @@ impl Entry {
     pub(crate) fn owner(&self) -> *const Entry {
         self.owner
     }
-
-    /// Adds one counted reference; the caller already holds one.
-    #[inline]
-    pub(crate) fn acquire(&self) {
-        // Relaxed: a new count is cloned from a live one, which keeps the entry alive
-        // (invariant 4); no data is published by the increment.
-        let prev = self.refs.fetch_add(1, Ordering::Relaxed);
-        if prev & COUNT > MAX_COUNT {
-            std::process::abort();
-        }
-    }
 }
 
 /// The counter an entry's kind moves while it is alive (see `live.rs`).
-fn live_kind(kind: &Kind) -> Option<live::Counter> {
+pub(super) fn live_kind(kind: &Kind) -> Option<live::Counter> {
     match kind {
         Kind::Node(_) => Some(live::Counter::Contexts),
         Kind::Waiter(_) => Some(live::Counter::Waiters),
@@ -177,43 +181,28 @@ fn live_kind(kind: &Kind) -> Option<live::Counter> {
     }
 }
 
-/// Frees an entry that was allocated but never published to any list or other thread.
-///
-/// # Safety
-///
-/// `e` came from [`Entry::alloc`], and no other thread has ever seen it; a callback in it
-/// has been claimed.
-pub(crate) unsafe fn free_unpublished(e: *const Entry) {
-    // SAFETY: per the contract nobody else can reach `e`; `alloc` built it with `Owned`.
-    let owned = unsafe { Owned::from_raw(e as *mut Entry) };
-    if let Some(c) = live_kind(&owned.kind) {
-        live::add(c, -1);
-    }
-    live::add(live::Counter::Entries, -1);
-    drop(owned);
-}
-
 /// Marks allowed past half the last sweep's live count before a sweep is due. One under
 /// loom, so the models' few entries reach both paths: a lone mark waits for the list's
 /// close or its node's finalization, a second mark sweeps.
-const SWEEP_SLACK: usize = if cfg!(loom) { 1 } else { 8 };
+const SWEEP_SLACK: u32 = if cfg!(loom) { 1 } else { 8 };
 
 /// The bookkeeping that schedules sweeps of a node's list. The list's head is the node's
 /// state word (`state.rs`): a live word is the address of the first entry.
 #[derive(Debug)]
 pub(crate) struct Listeners {
-    /// Marks since the last sweep.
-    garbage: AtomicUsize,
-    /// Live entries the last sweep kept.
-    kept: AtomicUsize,
+    /// Marks since the last sweep (saturating arithmetic is not needed: a sweep resets it
+    /// long before it could wrap).
+    garbage: AtomicU32,
+    /// Live entries the last sweep kept (capped at `u32::MAX`: it only schedules sweeps).
+    kept: AtomicU32,
 }
 
 impl Listeners {
     /// No marks yet.
     pub(crate) fn new() -> Self {
         Listeners {
-            garbage: AtomicUsize::new(0),
-            kept: AtomicUsize::new(0),
+            garbage: AtomicU32::new(0),
+            kept: AtomicU32::new(0),
         }
     }
 }
@@ -249,7 +238,7 @@ impl Pred<'_> {
                     Ordering::Acquire,
                 )
                 .map(|_| ())
-                .map_err(state::is_done),
+                .map_err(|w| !state::is_open(w)),
             Pred::Link(l) => l
                 .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire, guard)
                 .map(|_| ())
@@ -259,13 +248,13 @@ impl Pred<'_> {
 }
 
 impl Node {
-    /// Pushes `e` at the head of this node's list. Returns false, leaving `e` unlinked, if
-    /// the node is done (its list is closed).
+    /// Pushes `e` at the head of this node's list. If the list is closed (the node is done
+    /// or never-done), leaves `e` unlinked and returns the word that closed it.
     ///
     /// # Safety
     ///
     /// `e` is a live entry whose `owner` is this node, not in any list yet.
-    pub(crate) unsafe fn push(&self, e: *const Entry) -> bool {
+    pub(crate) unsafe fn push(&self, e: *const Entry) -> Result<(), usize> {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
         let head = self.state.head();
@@ -274,13 +263,13 @@ impl Node {
         // m01 found the Relaxed version of this).
         let mut word = head.load(Ordering::Acquire);
         loop {
-            if state::is_done(word) {
-                return false;
+            if !state::is_open(word) {
+                return Err(word);
             }
             entry.next.store(entry_of(word), Ordering::Relaxed);
             // Release: publishes the entry's fields with it (see "Orderings").
             match head.compare_exchange(word, e as usize, Ordering::Release, Ordering::Acquire) {
-                Ok(_) => return true,
+                Ok(_) => return Ok(()),
                 Err(now) => word = now,
             }
         }
@@ -320,7 +309,7 @@ impl Node {
             let mut kept = 0;
             let head = self.state.head();
             let word = head.load(Ordering::Acquire);
-            if state::is_done(word) {
+            if !state::is_open(word) {
                 return;
             }
             let mut pred = Pred::Head(head);
@@ -338,7 +327,7 @@ impl Node {
                     return;
                 }
                 if next.tag() & DELETED == 0 {
-                    kept += 1;
+                    kept = kept.saturating_add(1u32);
                     pred = Pred::Link(&c.next);
                     cur = next;
                     continue;
@@ -378,7 +367,8 @@ impl Node {
     }
 }
 
-/// Walks a chain detached by a winning cancel (`State::try_finish`'s `Ok`): `visit` is
+/// Walks a chain detached by a winning cancel (`State::try_finish`'s `Ok`) or an inert
+/// walk (`State::try_never`): `visit` is
 /// called once for every entry that was not marked. Every entry's LINKED is given up after
 /// its visit, except for node entries for which `visit` returns true: the caller takes over
 /// their LINKED and gives it up later with [`unlink_done`].
@@ -404,218 +394,6 @@ pub(crate) fn walk_chain(first: usize, mut visit: impl FnMut(&Entry) -> bool) ->
         cur = next.with_tag(0);
     }
     true
-}
-
-/// Gives up LINKED for an entry this thread unlinked or walked, finalizing it if no counted
-/// reference is left.
-///
-/// # Safety
-///
-/// The caller owns `e`'s LINKED (invariant 3) and is pinned with `guard`.
-pub(crate) unsafe fn unlink_done(e: *const Entry, guard: &Guard) {
-    // SAFETY: LINKED is still set, so `e` is live (invariant 4).
-    let entry = unsafe { &*e };
-    // A dead entry's count cannot rise again (invariant 4) and its LINKED is ours, so a
-    // plain load settles the common case without a locked instruction.
-    let prev = if entry.refs.load(Ordering::Acquire) == LINKED {
-        LINKED
-    } else {
-        // AcqRel: Release orders our accesses before a finalizer's; Acquire if it is us.
-        entry.refs.fetch_and(!LINKED, Ordering::AcqRel)
-    };
-    debug_assert!(prev & LINKED != 0);
-    if prev & COUNT == 0 {
-        // SAFETY: count and LINKED are both ours to call zero now.
-        unsafe { finalize(e, guard) };
-    }
-}
-
-/// Hands a dead entry to the epoch. For a node, first closes its list and finalizes the
-/// dead entries in it, and theirs, on a worklist (invariant 6).
-///
-/// # Safety
-///
-/// Count and LINKED of `e` are zero, observed by this thread alone; `guard` is pinned.
-unsafe fn finalize(e: *const Entry, guard: &Guard) {
-    let mut work: Vec<*const Entry> = Vec::new();
-    let mut next = Some(e);
-    while let Some(e) = next.take().or_else(|| work.pop()) {
-        // SAFETY: not freed before the deferred destroy below runs.
-        let entry = unsafe { &*e };
-        live::add(live::Counter::Entries, -1);
-        if let Kind::Node(node) = &entry.kind {
-            node.release_timer();
-            // Nobody else touches a dead node's list (invariant 6); a cancelled node's list
-            // was detached by its cancel and yields nothing here.
-            let mut cur = entry_of(node.state.take_chain());
-            while !cur.is_null() {
-                // SAFETY: entries of a dead node's list keep LINKED until we clear it.
-                let x = unsafe { cur.deref() };
-                let after = x.next.load(Ordering::Acquire, guard);
-                // AcqRel as in `unlink_done`.
-                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
-                if prev & COUNT == 0 {
-                    if next.is_none() {
-                        next = Some(cur.as_raw());
-                    } else {
-                        work.push(cur.as_raw());
-                    }
-                }
-                cur = after.with_tag(0);
-            }
-        }
-        // SAFETY: nobody can obtain a new reference (invariant 4); threads still holding the
-        // pointer are pinned, and the epoch frees the memory only after they unpin.
-        unsafe { grave::bury(e, guard) };
-    }
-}
-
-/// Batches dead entries before handing them to the epoch.
-///
-/// crossbeam-epoch stores each deferred free in a per-thread bag and allocates a ~2 KiB
-/// sealed bag every 64 of them; with one deferred free per context, that large allocation
-/// (and the allocator consolidation it triggers) was the biggest single cost of a
-/// create/cancel/drop. Here a thread chains its dead entries (through `refs`, which nobody
-/// reads after finalization: invariant 4) and defers the whole chain with one closure per
-/// [`grave::BATCH`] entries. Deferring later than the finalization is always safe: the epoch
-/// only frees after every thread pinned before the defer has unpinned. At most `BATCH - 1`
-/// dead entries wait per thread; a thread's leftovers are deferred when it exits.
-mod grave {
-    use super::Entry;
-    #[cfg_attr(loom, allow(unused_imports))]
-    use crate::sync::epoch::{self, Guard, Owned, Shared};
-    #[cfg_attr(loom, allow(unused_imports))]
-    use crate::sync::Ordering;
-
-    /// Entries per deferred closure.
-    pub(super) const BATCH: usize = 32;
-
-    #[cfg(not(loom))]
-    struct Grave {
-        head: std::cell::Cell<*const Entry>,
-        len: std::cell::Cell<usize>,
-    }
-
-    #[cfg(not(loom))]
-    impl Drop for Grave {
-        fn drop(&mut self) {
-            let head = self.head.replace(std::ptr::null());
-            if !head.is_null() {
-                let guard = &epoch::pin();
-                // SAFETY: a chain of finalized entries, as in `bury`.
-                unsafe { guard.defer_unchecked(move || free_chain(head)) };
-            }
-        }
-    }
-
-    #[cfg(not(loom))]
-    std::thread_local! {
-        static GRAVE: Grave = const {
-            Grave {
-                head: std::cell::Cell::new(std::ptr::null()),
-                len: std::cell::Cell::new(0),
-            }
-        };
-    }
-
-    /// Hands the finalized entry `e` to the epoch, batched.
-    ///
-    /// # Safety
-    ///
-    /// `e` is finalized (invariant 4) and `guard` is pinned.
-    pub(super) unsafe fn bury(e: *const Entry, guard: &Guard) {
-        #[cfg(not(loom))]
-        {
-            let buried = GRAVE.try_with(|g| {
-                // SAFETY: `e` is finalized: only we write `refs` now (invariant 4).
-                unsafe { &*e }
-                    .refs
-                    .store(g.head.get() as usize, Ordering::Relaxed);
-                g.head.set(e);
-                g.len.set(g.len.get() + 1);
-                if g.len.get() == BATCH {
-                    g.len.set(0);
-                    let head = g.head.replace(std::ptr::null());
-                    // SAFETY: every entry in the chain is finalized; threads that may still
-                    // read them are pinned, and this defer frees only after they unpin.
-                    unsafe { guard.defer_unchecked(move || free_chain(head)) };
-                }
-            });
-            if buried.is_ok() {
-                return;
-            }
-        }
-        // SAFETY: as in the contract; the loom build (and a thread past its thread-local
-        // teardown) defers each entry on its own, so the models see every free.
-        unsafe { guard.defer_destroy(Shared::from(e)) };
-    }
-
-    /// Frees a chain made by `bury`.
-    #[cfg(not(loom))]
-    fn free_chain(mut p: *const Entry) {
-        while !p.is_null() {
-            // SAFETY: the chain's entries are finalized and past their grace period; `refs`
-            // holds the link written by `bury`; `alloc` made them with `Owned`.
-            let next = unsafe { &*p }.refs.load(Ordering::Relaxed) as *const Entry;
-            // SAFETY: as above.
-            drop(unsafe { Owned::from_raw(p as *mut Entry) });
-            p = next;
-        }
-    }
-}
-
-/// Releases one counted reference to `e`, and then, iteratively, what that releases.
-///
-/// # Safety
-///
-/// The caller owns one counted reference to the live entry `e` and gives it up.
-pub(crate) unsafe fn release(e: *const Entry) {
-    let mut next = Some(e);
-    let mut guard: Option<Guard> = None;
-    while let Some(e) = next {
-        // SAFETY: we hold a counted reference, so `e` is live.
-        let entry = unsafe { &*e };
-        // Release: our accesses happen before the finalizer's (see "Orderings").
-        let prev = entry.refs.fetch_sub(1, Ordering::Release);
-        debug_assert!(prev & COUNT != 0, "entry count released below zero");
-        if prev & COUNT != 1 {
-            return;
-        }
-        // Acquire load rather than `fence(Acquire)`: the same synchronization (it reads the
-        // last value of the release sequence our `fetch_sub` joined), and ThreadSanitizer,
-        // which does not model fences, sees it too (std's `Arc` does this under TSan).
-        entry.refs.load(Ordering::Acquire);
-        if let Some(c) = live_kind(&entry.kind) {
-            live::add(c, -1);
-        }
-        let g = guard.get_or_insert_with(epoch::pin);
-        // A live node holds a count on its owner (invariant 5); read before marking, after
-        // which a sweeper may finalize `e`.
-        next = match entry.kind {
-            Kind::Node(_) if !entry.owner.is_null() => Some(entry.owner),
-            _ => None,
-        };
-        if prev & LINKED != 0 {
-            // SAFETY: `e` sits in its owner's list (or a detached chain); the owner is
-            // alive: a node holds a count on it until the loop's next turn, a waiter's or
-            // callback's holder keeps it (invariant 5); we are pinned.
-            unsafe { (*entry.owner).node().mark(e, g) };
-        } else {
-            // SAFETY: count and LINKED reached zero with our decrement alone.
-            unsafe { finalize(e, g) };
-        }
-    }
-}
-
-/// Gives up a linked entry that was never pushed (its owner's list was closed first).
-///
-/// # Safety
-///
-/// `e` holds LINKED and a count, and no list or walker can reach it.
-pub(crate) unsafe fn unlink_unpushed(e: *const Entry) {
-    let guard = &epoch::pin();
-    // SAFETY: nobody else can own this LINKED since the entry is in no list.
-    unsafe { unlink_done(e, guard) }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -649,7 +427,7 @@ mod tests {
         let ws: Vec<_> = (0..5).map(|_| waiter(owner)).collect();
         for &w in &ws {
             // SAFETY: fresh entry owned by `owner`.
-            assert!(unsafe { list.push(w) });
+            assert!(unsafe { list.push(w) }.is_ok());
         }
         assert_eq!(count_walk(list), 5);
         for w in ws {
@@ -658,7 +436,7 @@ mod tests {
         }
         let late = waiter(owner);
         // SAFETY: fresh entry; the list is closed so it stays ours.
-        assert!(!unsafe { list.push(late) });
+        assert!(unsafe { list.push(late) }.is_err());
         // SAFETY: never published.
         unsafe {
             unlink_unpushed(late);
@@ -675,7 +453,7 @@ mod tests {
         let ws: Vec<_> = (0..6).map(|_| waiter(owner)).collect();
         for &w in &ws {
             // SAFETY: fresh entry owned by `owner`.
-            assert!(unsafe { list.push(w) });
+            assert!(unsafe { list.push(w) }.is_ok());
         }
         // Drop every other waiter: its only count goes, so it is marked in the list.
         for (i, &w) in ws.iter().enumerate() {
@@ -726,17 +504,17 @@ mod sweep_tests {
         for _ in 0..live_n {
             let w = Entry::alloc(Kind::Waiter(AtomicWaker::new()), 1, owner);
             // SAFETY: fresh entry owned by `owner`.
-            assert!(unsafe { list.push(w) });
+            assert!(unsafe { list.push(w) }.is_ok());
             live.push_back(w);
         }
         for i in 0..rounds {
             let w = Entry::alloc(Kind::Waiter(AtomicWaker::new()), 1, owner);
             // SAFETY: fresh entry owned by `owner`.
-            assert!(unsafe { list.push(w) });
+            assert!(unsafe { list.push(w) }.is_ok());
             live.push_back(w);
             // SAFETY: we hold its one count.
             unsafe { release(live.pop_front().unwrap()) };
-            assert!(i % 100 != 0 || list_len(list) <= 2 * live_n + 2 * SWEEP_SLACK + 2);
+            assert!(i % 100 != 0 || list_len(list) <= 2 * live_n + 2 * SWEEP_SLACK as usize + 2);
         }
         for w in live {
             // SAFETY: we hold its one count.

@@ -7,13 +7,21 @@
 //!
 //! Who holds a count on a node (see `list.rs` invariant 5): every `Context` clone and the
 //! `CancelHandle`, each child node linked under it, each pending `after_func` callback, and
-//! its armed timer entry. When the count reaches zero the node leaves its parent's list and
-//! gives back its count on the parent; a chain of any depth unwinds in `list::release`'s loop.
+//! each waiting future or thread (through its `Context`). An armed timer holds only the
+//! TIMER claim (invariant 7), so a deadline alone keeps nothing. When the count reaches zero
+//! the node disarms its timer, leaves its parent's list and gives back its count on the
+//! parent; a chain of any depth unwinds in `list::release`'s loop.
+//!
+//! What can still cancel a node, its *sources* (`inert.rs`): its armed handle, its pending
+//! timer, and a parent that can itself still be done. When the last goes, the node can
+//! never be done and behaves as `background()` (behaviour 14).
 
 use crate::cancel::cancel;
 use crate::error::Error;
+use crate::inert;
 use crate::list::{self, Entry, Kind, Listeners};
 use crate::state::{self, State};
+use crate::sync::{AtomicU8, Ordering};
 use crate::timer::{self, TimerEntry};
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -30,16 +38,20 @@ pub(crate) struct Node {
     pub(crate) deadline: Option<Instant>,
     /// The node's armed timer, or null. Set before the node is shared, never changed.
     pub(crate) timer: *const TimerEntry,
+    /// What can still cancel the node besides its timer (`inert::HANDLE`,
+    /// `inert::PARENT`); a node with a timer never becomes inert while live.
+    pub(crate) sources: AtomicU8,
 }
 
 impl Node {
-    /// A live node with no timer.
+    /// A live node with no timer, cancelled by its handle alone.
     pub(crate) fn root_child(deadline: Option<Instant>) -> Node {
         Node {
             state: State::new(),
             listeners: Listeners::new(),
             deadline,
             timer: std::ptr::null(),
+            sources: AtomicU8::new(inert::HANDLE),
         }
     }
 
@@ -50,6 +62,7 @@ impl Node {
             listeners: Listeners::new(),
             deadline,
             timer: std::ptr::null(),
+            sources: AtomicU8::new(0),
         }
     }
 
@@ -138,6 +151,12 @@ impl Drop for NodeRef {
 /// the node registers nowhere), with its own deadline `own` if any. Returns two counted
 /// references: one for the `Context`, one for the `CancelHandle`.
 pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef, NodeRef) {
+    let mut parent_word = 0;
+    // A parent that can never be done is no parent at all: register nowhere (behaviour 14).
+    let parent = parent.filter(|p| {
+        parent_word = p.node().state.load();
+        state::is_open(parent_word) || state::is_done(parent_word)
+    });
     let parent_deadline = parent.and_then(|p| p.node().deadline);
     // A child whose parent's deadline comes first arms nothing (DESIGN.md point 5).
     let (deadline, arm) = match (parent_deadline, own) {
@@ -145,12 +164,9 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
         (_, Some(d)) => (Some(d), Some(d)),
         (p, None) => (p, None),
     };
-    if let Some(p) = parent {
-        let word = p.node().state.load();
-        if state::is_done(word) {
-            // Behaviour 3: born done with the parent's error and cause.
-            return pair(Node::born_done(state::inherit(word), deadline), 2);
-        }
+    if parent.is_some() && state::is_done(parent_word) {
+        // Behaviour 3: born done with the parent's error and cause.
+        return pair(Node::born_done(state::inherit(parent_word), deadline), 2);
     }
     if let Some(d) = arm {
         if d <= Instant::now() {
@@ -162,16 +178,24 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
         }
     }
     let owner = parent.map_or(std::ptr::null(), NodeRef::as_ptr);
-    let mut node = Node::root_child(deadline);
+    let sources = if parent.is_some() {
+        inert::HANDLE | inert::PARENT
+    } else {
+        inert::HANDLE
+    };
+    let mut node = Node {
+        sources: AtomicU8::new(sources),
+        ..Node::root_child(deadline)
+    };
     let timer = arm.map(TimerEntry::new);
     if let Some(t) = timer {
         node.timer = t;
     }
-    let count = 2 + usize::from(timer.is_some());
-    let e = Entry::alloc(Kind::Node(node), count, owner);
+    // Two counts (the context and the handle); a timer gives the entry TIMER instead.
+    let e = Entry::alloc(Kind::Node(node), 2, owner);
     if let Some(t) = timer {
-        // The timer's count on the node was included in `count`. Arming before the node
-        // enters its parent's list keeps "arm" before any "disarm" in the driver's inbox.
+        // Arming before the node enters its parent's list keeps "arm" before any "disarm"
+        // in the driver's inbox.
         // SAFETY: `t` is fresh and unpublished; `e` is live and holds `t`.
         unsafe { timer::arm(t, e) };
     }
@@ -179,20 +203,24 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
         // Invariant 5 of list.rs: a linked child holds a count on its parent.
         p.entry().acquire();
         // SAFETY: `e` is live, owned by `p`, in no list yet.
-        if !unsafe { p.node().push(e) } {
-            // The parent was cancelled between our check and the push: born done after all.
-            let word = p.node().state.load();
-            debug_assert!(
-                state::is_done(word),
-                "a list is closed only after DONE is set"
-            );
-            cancel(e, state::inherit(word));
+        if let Err(word) = unsafe { p.node().push(e) } {
+            // SAFETY: `e` is live: we hold its two counts.
+            let child = unsafe { &*e }.node();
+            if state::is_done(word) {
+                // The parent was cancelled between our check and the push: born done
+                // after all.
+                cancel(e, state::inherit(word));
+            } else {
+                // The parent became never-done meanwhile: it is no source of ours. Nobody
+                // has seen `sources` yet (the timer driver does not read it).
+                child.sources.fetch_and(!inert::PARENT, Ordering::Relaxed);
+            }
             // SAFETY: `e` holds LINKED but is in no list; we hold two counts, so this does
-            // not finalize it.
+            // not finalize it. It keeps its count on the parent until it dies (invariant 5).
             unsafe { list::unlink_unpushed(e) };
         }
     }
-    // SAFETY: `e` is live and `count` includes these two references.
+    // SAFETY: `e` is live and its two counts are these two references.
     unsafe { (NodeRef::from_raw(e), NodeRef::from_raw(e)) }
 }
 

@@ -3,7 +3,10 @@
 //!
 //! ```text
 //!  live word:  address of the first list entry (8-aligned), or 0 for an empty list;
-//!              bit 0 (DONE) is clear
+//!              bits 0..3 are clear
+//!
+//!  never word: exactly NEVER (bit 2 alone): the context can never be done any more
+//!              (every source of a cancel is gone: behaviour 14); its list is closed
 //!
 //!  done word:  bit(s)  name       meaning
 //!              0       DONE       the context is done; never cleared
@@ -19,7 +22,14 @@
 //!  live h --CAS by a pusher (list.rs)--> live h'                   (any number of times)
 //!  live h --CAS by the first canceller--> DONE | reason | cause    (exactly once)
 //!  DONE | ... --store by that canceller--> DONE | ... | WALKED     (exactly once)
+//!  live h --CAS by the remover of the last source (inert.rs)--> NEVER   (at most once,
+//!                                                      and never together with DONE)
 //! ```
+//!
+//! DONE and NEVER exclude each other: a node goes NEVER only when nothing can cancel it
+//! any more (no armed handle, no pending timer, no parent that can be done: `inert.rs`),
+//! so no canceller is left to race the CAS; and a done node is never live again. Both
+//! close the list: a word is *open* (a list head) only while [`is_open`] holds.
 //!
 //! Making a node done and closing its list are one and the same CAS: it publishes the
 //! reason and cause, and it detaches the whole list for the winner to walk (a push that
@@ -45,6 +55,9 @@ pub(crate) const DEADLINE: usize = 1 << 1;
 pub(crate) const WALKED: usize = 1 << 2;
 /// The flag bits; the rest of the word is the cause pointer.
 const FLAGS: usize = DONE | DEADLINE | WALKED;
+/// The word of a node that can never be done (WALKED's bit without DONE: no list head is
+/// 4 modulo 8, and no done word lacks DONE).
+pub(crate) const NEVER: usize = WALKED;
 
 /// A done word for `reason` carrying `cause` (`None`: the reason is its own cause).
 ///
@@ -67,6 +80,12 @@ pub(crate) fn done_word(reason: Error, cause: Option<Cause>) -> usize {
 #[inline]
 pub(crate) fn is_done(word: usize) -> bool {
     word & DONE != 0
+}
+
+/// True if `word` is a list head: the node is neither done nor never-done.
+#[inline]
+pub(crate) fn is_open(word: usize) -> bool {
+    word & (DONE | NEVER) == 0
 }
 
 /// The error a done `word` stands for.
@@ -133,14 +152,16 @@ impl State {
 
     /// Makes the node done with `word` if it is still live, detaching its list: returns the
     /// live word it replaced (the first entry of the detached chain, or 0). On failure the
-    /// word is given back (its cause released) and the current done word is returned.
+    /// word is given back (its cause released) and the current word is returned: a done
+    /// word, or [`NEVER`] (nothing can cancel such a node, so only a defensive caller sees
+    /// it).
     pub(crate) fn try_finish(&self, word: usize) -> Result<usize, usize> {
         debug_assert!(is_done(word));
         // A done node never goes back: a done word answers from the load alone (a handle
         // dropped after `cancel()` takes this path).
         let mut current = self.0.load(Ordering::Acquire);
         loop {
-            if is_done(current) {
+            if !is_open(current) {
                 drop_word(word);
                 return Err(current);
             }
@@ -156,10 +177,11 @@ impl State {
     }
 
     /// The detached chain of a node that died without being cancelled, for its finalizer
-    /// (nobody else touches a dead node's list: `list.rs` invariant 6).
+    /// (nobody else touches a dead node's list: `list.rs` invariant 6). A done or never
+    /// node's list was detached by its cancel or its inert walk: nothing to take.
     pub(crate) fn take_chain(&self) -> usize {
         let w = self.0.load(Ordering::Acquire);
-        if is_done(w) {
+        if !is_open(w) {
             0
         } else {
             self.0.store(0, Ordering::Relaxed);
@@ -184,6 +206,27 @@ impl State {
         while self.0.load(Ordering::Acquire) & WALKED == 0 {
             backoff(round);
             round = round.saturating_add(1);
+        }
+    }
+
+    /// Makes a live node never-done (`inert.rs`), detaching its list: returns the chain for
+    /// the caller to walk, or `None` if the node is done (or never-done) already.
+    pub(crate) fn try_never(&self) -> Option<usize> {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            if !is_open(current) {
+                return None;
+            }
+            // AcqRel, as for `try_finish`: Acquire makes the detached entries visible to
+            // the walk; Release pairs with a pusher's Acquire failure load, so a pusher
+            // that sees NEVER sees everything this thread did before.
+            match self
+                .0
+                .compare_exchange(current, NEVER, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(chain) => return Some(chain),
+                Err(now) => current = now,
+            }
         }
     }
 
@@ -260,6 +303,19 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         drop((parent, child, a, b));
         assert_eq!(Arc::strong_count(&cause), 1, "every count given back");
+    }
+
+    #[test]
+    fn never_closes_the_list_and_excludes_done() {
+        let s = State::new();
+        assert!(is_open(s.load()));
+        assert_eq!(s.try_never(), Some(0));
+        let w = s.load();
+        assert!(!is_open(w) && !is_done(w));
+        assert_eq!(s.try_never(), None);
+        assert_eq!(s.try_finish(done_word(Error::Canceled, None)), Err(NEVER));
+        assert_eq!(s.take_chain(), 0);
+        assert!(State::cause_of(s.load()).is_none());
     }
 
     #[test]

@@ -12,10 +12,10 @@ compile_error!(
 );
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 // Fences: the crate uses none. Where a count reaches zero, an Acquire load of the count
 // stands in for `fence(Acquire)` (ThreadSanitizer does not model fences). Should one be
@@ -97,6 +97,10 @@ impl AtomicWaker {
 
     pub(crate) fn wake(&self) {
         self.0.wake();
+    }
+
+    pub(crate) fn take(&self) -> Option<std::task::Waker> {
+        self.0.take_waker()
     }
 }
 

@@ -13,9 +13,15 @@
 //! (`AtomicWaker`'s register/wake are RMWs on one word, totally ordered).
 //!
 //! Fast path: an already-done context answers with no allocation and no registration.
+//!
+//! Nothing kept (behaviour 14): a dropped pending future, and a thread wait that times
+//! out, take their waker out of the entry before giving the entry up, so no clone of a
+//! task's waker waits for the next sweep. A context that can never be done (`inert.rs`)
+//! keeps its waiters pending with no waker registered.
 
 use crate::list::{self, Entry, Kind};
 use crate::node::NodeRef;
+use crate::state;
 use crate::sync::{thread, thread_local, AtomicWaker};
 use crate::Context;
 use std::fmt;
@@ -47,39 +53,67 @@ impl WaitSlot {
         let Some(node) = node else {
             return Poll::Pending;
         };
-        if node.node().is_done() {
-            self.clear();
-            return Poll::Ready(());
+        let word = node.node().state.load();
+        if let Some(ready) = self.settle(word) {
+            return ready;
         }
         if self.entry.is_null() {
             let atomic = AtomicWaker::new();
             atomic.register(waker);
             let e = Entry::alloc(Kind::Waiter(atomic), 1, node.as_ptr());
             // SAFETY: `e` is fresh, owned by `node`, in no list.
-            if unsafe { node.node().push(e) } {
-                self.entry = e;
-                return Poll::Pending;
-            }
-            // SAFETY: the push failed, so nobody else has seen `e`.
-            unsafe { list::free_unpublished(e) };
-            return Poll::Ready(());
+            return match unsafe { node.node().push(e) } {
+                Ok(()) => {
+                    self.entry = e;
+                    Poll::Pending
+                }
+                Err(word) => {
+                    // SAFETY: the push failed, so nobody else has seen `e`.
+                    unsafe { list::free_unpublished(e) };
+                    if state::is_done(word) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }
+            };
         }
-        // SAFETY: our count keeps the entry alive.
-        match &unsafe { &*self.entry }.kind {
-            Kind::Waiter(atomic) => atomic.register(waker),
-            _ => unreachable!("a wait slot holds a waiter"),
-        }
+        self.waker().register(waker);
         // Registered first, then read the state (see the module docs).
-        if node.node().is_done() {
-            self.clear();
+        let word = node.node().state.load();
+        self.settle(word).unwrap_or(Poll::Pending)
+    }
+
+    /// What a closed state `word` decides, letting the registration go: `Ready` if done,
+    /// `Pending` if never done (behaviour 14: waiters stay pending, their wakers released);
+    /// `None` while the node is live.
+    fn settle(&mut self, word: usize) -> Option<Poll<()>> {
+        if state::is_open(word) {
+            return None;
+        }
+        self.clear();
+        Some(if state::is_done(word) {
             Poll::Ready(())
         } else {
             Poll::Pending
+        })
+    }
+
+    fn waker(&self) -> &AtomicWaker {
+        // SAFETY: our count keeps the entry alive.
+        match &unsafe { &*self.entry }.kind {
+            Kind::Waiter(atomic) => atomic,
+            _ => unreachable!("a wait slot holds a waiter"),
         }
     }
 
+    /// Unregisters: drops the registered waker now (behaviour 14: no clone of it outlives
+    /// the wait), then gives up the entry, which leaves the list.
     fn clear(&mut self) {
         if !self.entry.is_null() {
+            // A walk that is waking the entry right now may hold the waker instead
+            // (`AtomicWaker` hands it to exactly one of us); it drops it once woken.
+            drop(self.waker().take());
             let e = std::mem::replace(&mut self.entry, std::ptr::null());
             // SAFETY: we own the entry's one count and give it up; it leaves the list.
             unsafe { list::release(e) };
@@ -160,15 +194,17 @@ impl fmt::Debug for Done<'_> {
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct DoneOwned {
-    ctx: Context,
+    // Declared (so dropped) before `ctx`: the waiter entry leaves its node's list while the
+    // context still keeps the node alive (`list.rs` invariant 5).
     slot: WaitSlot,
+    ctx: Context,
 }
 
 impl DoneOwned {
     pub(crate) fn new(ctx: Context) -> DoneOwned {
         DoneOwned {
-            ctx,
             slot: WaitSlot::new(),
+            ctx,
         }
     }
 }

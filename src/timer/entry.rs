@@ -7,10 +7,13 @@
 //!  CANCELLED the node was cancelled first     any canceller, CAS from ARMED
 //! ```
 //!
-//! Counts: two at birth, one for the node (given back when the node is freed) and one for
-//! the driver (given back when the driver fires the entry, or when it handles the disarm
-//! message). Whoever wins the CAS also gives back the timer's count on the node: the driver
-//! after cancelling it, the disarmer at once.
+//! Counts: two at birth, one for the node (given back when the node is finalized) and one
+//! for the driver (given back when the driver fires the entry, or when it handles the disarm
+//! message). The timer holds no count on its node, only the node's TIMER claim (`list.rs`
+//! invariant 7): so a node whose handle was disarmed and whose contexts are gone dies at
+//! once, and its last holder disarms the timer (behaviour 14). Whoever wins the CAS owns
+//! TIMER and gives it up when done with the node: the driver after cancelling it (only if
+//! somebody still holds it: nobody else could observe the firing), a disarmer at once.
 //!
 //! Messages: an entry embeds two inbox links, one for "arm" and one for "disarm", so both
 //! messages can be in flight at once with no allocation. "disarm" is only sent by the CAS
@@ -19,6 +22,7 @@
 
 use crate::list::{self, Entry};
 use crate::live;
+use crate::sync::epoch;
 use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Ordering, UnsafeCell};
 use std::time::Instant;
 
@@ -129,9 +133,10 @@ impl TimerEntry {
     }
 
     /// The driver's side of the race: fires if still armed. Returns true if it won the
-    /// timer's CAS: it then cancelled the node with `DeadlineExceeded` (unless a cancel won
-    /// the node's own CAS first, in which case that cancel's error stands) and released the
-    /// timer's count on the node.
+    /// timer's CAS: it then cancelled the node with `DeadlineExceeded` if anybody still
+    /// holds it (unless a cancel won the node's own CAS first, in which case that cancel's
+    /// error stands), and gave up the node's TIMER claim, finalizing the node if that was
+    /// the last claim.
     ///
     /// # Safety
     ///
@@ -147,38 +152,49 @@ impl TimerEntry {
             return false;
         }
         live::add(live::Counter::Timers, -1);
-        let word = crate::state::done_word(crate::Error::DeadlineExceeded, None);
-        // A panicking `after_func` on the timer thread must not kill the driver; the panic
-        // hook has already reported it.
-        let _ = crate::cancel::cancel_catching(self.node, word);
-        // SAFETY: the winner of the CAS owns the timer's count on the node.
-        unsafe { list::release(self.node) };
+        // SAFETY: the TIMER claim, ours since the CAS, keeps the node from being finalized
+        // (invariant 7 of list.rs).
+        let node = unsafe { &*self.node };
+        // A node nobody holds can never be observed: firing it would only cost a walk of
+        // dead entries (its finalizer frees them). Counts never rise from zero.
+        if node.has_holders() {
+            let word = crate::state::done_word(crate::Error::DeadlineExceeded, None);
+            // A panicking `after_func` on the timer thread must not kill the driver; the
+            // panic hook has already reported it.
+            let _ = crate::cancel::cancel_catching(self.node, word);
+        }
+        if node.give_up_timer() {
+            let guard = &epoch::pin();
+            // SAFETY: TIMER was the node's last claim and we gave it up; pinned.
+            unsafe { list::finalize(self.node, guard) };
+        }
         true
     }
 }
 
-/// The canceller's side: stops `t` (null: no timer) if it has not fired yet, and tells the
-/// driver to drop it.
-pub(crate) fn disarm(t: *const TimerEntry) {
+/// The canceller's (or the last holder's) side: stops `t` (null: no timer) if it has not
+/// fired yet, and tells the driver to drop it. Returns true if this call won the timer's
+/// CAS: the caller then owns the node's TIMER claim and must give it up
+/// (`Entry::give_up_timer`).
+pub(crate) fn disarm(t: *const TimerEntry) -> bool {
     if t.is_null() {
-        return;
+        return false;
     }
-    // SAFETY: the node holding `t` is alive (the caller is cancelling it), and it holds a
-    // count on `t`.
+    // SAFETY: the node holding `t` is alive (the caller holds a claim on it), and it holds
+    // a count on `t`.
     let entry = unsafe { &*t };
+    // AcqRel: against `fire`'s CAS; the winner's accesses to the node come after.
     if entry
         .state
         .compare_exchange(ARMED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
         .is_err()
     {
-        return;
+        return false;
     }
     live::add(live::Counter::Timers, -1);
     #[cfg(not(loom))]
     super::driver::submit_disarm(t);
-    // SAFETY: the winner of the CAS owns the timer's count on the node; the caller still
-    // holds another reference, so this does not free the node under it.
-    unsafe { list::release(entry.node) };
+    true
 }
 
 /// Gives back one count on `t`, freeing it at zero.

@@ -1,0 +1,252 @@
+//! The claims on a list entry, and what happens when the last one goes.
+//!
+//! `refs` packs every claim on an entry into one word (see `list.rs` invariants 3-5, 7):
+//!
+//! ```text
+//!  bit(s)   name     held by
+//!  63       LINKED   the list, or the detached chain, that can still reach the entry
+//!  62       TIMER    a node's armed timer: the driver may still cancel the node
+//!  0..62    count    counted references: `Context` clones, the `CancelHandle`, linked live
+//!                    children, pending callbacks, a waiting future or thread
+//! ```
+//!
+//! The entry is finalized by whichever thread makes the whole word zero (invariant 4).
+//!
+//! # Releasing the last count
+//!
+//! A count is only ever cloned from a live one, so a holder that reads a count of 1 is the
+//! last one and nobody can raise it again (invariant 4). [`release`] therefore decrements
+//! with a CAS that never takes the count from 1 to 0. The last holder, still holding its
+//! count (so the entry is certainly alive), first does what leaving needs:
+//!
+//! - a node disarms its timer if it is still armed (a deadline alone keeps nothing:
+//!   behaviour 14), and the TIMER claim becomes its own to give up;
+//! - a node or a waiter marks itself in its owner's list (`Node::mark`).
+//!
+//! Only then does it give up its count (and TIMER) with one `fetch_sub`. Whoever still
+//! holds LINKED or TIMER finalizes later. Marking *before* the last decrement is what makes
+//! leaving safe: a closer or a sweeper that unlinks the entry meanwhile sees our count and
+//! leaves the finalization to us. (Decrementing first, as an earlier version did, let them
+//! finalize the entry between our decrement and our mark.)
+//!
+//! # Orderings
+//!
+//! - Increments are Relaxed (cloned from a live count, like `Arc`).
+//! - A decrement that is not the last is a Release CAS: our accesses happen before the
+//!   finalizer's, whose AcqRel RMW reads the end of the release sequence.
+//! - The last holder's `fetch_sub`, and every `fetch_and` that gives up LINKED or TIMER,
+//!   is AcqRel: Release for the same reason; Acquire for the thread that finalizes.
+
+use super::{grave, live_kind, Entry, Kind};
+use crate::live;
+use crate::sync::epoch::{self, Guard, Owned};
+use crate::sync::Ordering;
+use crate::timer;
+
+/// Top bit of `refs`: the entry is linked (invariant 3).
+pub(super) const LINKED: usize = 1 << (usize::BITS - 1);
+/// Second bit of `refs`: a node's timer is armed, and its driver may still cancel it
+/// (invariant 7).
+pub(super) const TIMER: usize = 1 << (usize::BITS - 2);
+/// The count part of `refs`.
+pub(super) const COUNT: usize = !(LINKED | TIMER);
+/// Counts beyond this are a leak of `mem::forget`ed handles; abort like `Arc` does.
+const MAX_COUNT: usize = COUNT >> 1;
+
+impl Entry {
+    /// Adds one counted reference; the caller already holds one.
+    #[inline]
+    pub(crate) fn acquire(&self) {
+        // Relaxed: a new count is cloned from a live one, which keeps the entry alive
+        // (invariant 4); no data is published by the increment.
+        let prev = self.refs.fetch_add(1, Ordering::Relaxed);
+        if prev & COUNT > MAX_COUNT {
+            std::process::abort();
+        }
+    }
+
+    /// True while some counted reference exists. Once false, it stays false (invariant 4).
+    #[inline]
+    pub(crate) fn has_holders(&self) -> bool {
+        self.refs.load(Ordering::Relaxed) & COUNT != 0
+    }
+
+    /// Gives up one count unless it is the last: false if it did, true if the caller holds
+    /// the last count (which it still holds).
+    #[inline]
+    fn release_unless_last(&self) -> bool {
+        let mut cur = self.refs.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(cur & COUNT != 0, "entry count released below zero");
+            if cur & COUNT == 1 {
+                return true;
+            }
+            // Release: see "Orderings".
+            match self.refs.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return false,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives up the TIMER claim; the winner of the timer entry's CAS does this, once.
+    /// Returns true if the entry is now unclaimed: the caller must finalize it.
+    pub(crate) fn give_up_timer(&self) -> bool {
+        // AcqRel: see "Orderings".
+        let prev = self.refs.fetch_and(!TIMER, Ordering::AcqRel);
+        debug_assert!(prev & TIMER != 0, "TIMER given up twice");
+        prev == TIMER
+    }
+}
+
+/// Frees an entry that was allocated but never published to any list or other thread.
+///
+/// # Safety
+///
+/// `e` came from [`Entry::alloc`], and no other thread has ever seen it; a callback in it
+/// has been claimed.
+pub(crate) unsafe fn free_unpublished(e: *const Entry) {
+    // SAFETY: per the contract nobody else can reach `e`; `alloc` built it with `Owned`.
+    let owned = unsafe { Owned::from_raw(e as *mut Entry) };
+    if let Some(c) = live_kind(&owned.kind) {
+        live::add(c, -1);
+    }
+    live::add(live::Counter::Entries, -1);
+    drop(owned);
+}
+
+/// Releases one counted reference to `e`, and then, iteratively, what that releases (a
+/// node's last count gives back its count on its owner: invariant 5).
+///
+/// # Safety
+///
+/// The caller owns one counted reference to the live entry `e` and gives it up.
+pub(crate) unsafe fn release(e: *const Entry) {
+    let mut next = Some(e);
+    let mut guard: Option<Guard> = None;
+    while let Some(e) = next.take() {
+        // SAFETY: we hold a counted reference, so `e` is live.
+        let entry = unsafe { &*e };
+        if !entry.release_unless_last() {
+            return;
+        }
+        // The last count is ours: `e` stays alive until the `fetch_sub` below.
+        if let Some(c) = live_kind(&entry.kind) {
+            live::add(c, -1);
+        }
+        let g = guard.get_or_insert_with(epoch::pin);
+        let mut give_up = 1;
+        let mark = match &entry.kind {
+            Kind::Node(node) => {
+                if !entry.owner.is_null() {
+                    next = Some(entry.owner);
+                }
+                // Behaviour 14: nothing can observe this node any more, so its deadline
+                // keeps nothing. Winning the timer's CAS makes TIMER ours.
+                if timer::disarm(node.timer) {
+                    give_up |= TIMER;
+                }
+                true
+            }
+            Kind::Waiter(_) => true,
+            // A callback's last count goes only after its claim, and its claimer has seen
+            // to the list: `stop` marked it, or a walk owns its LINKED.
+            Kind::Callback(_) => false,
+        };
+        if mark && entry.refs.load(Ordering::Relaxed) & LINKED != 0 {
+            // SAFETY: `e` is alive (our count) and sits in its owner's list or a detached
+            // chain (a mark there finds DETACHED and does nothing). The owner is alive: a
+            // node holds a count on it until this loop's next turn, a waiter's future or
+            // thread holds a `Context` of it (invariant 5). We are pinned.
+            unsafe { (*entry.owner).node().mark(e, g) };
+        }
+        // AcqRel: see "Orderings".
+        let prev = entry.refs.fetch_sub(give_up, Ordering::AcqRel);
+        if prev == give_up {
+            // SAFETY: count, LINKED and TIMER are all zero, the last two already before.
+            unsafe { finalize(e, g) };
+        }
+    }
+}
+
+/// Gives up LINKED for an entry this thread unlinked or walked, finalizing it if no other
+/// claim is left.
+///
+/// # Safety
+///
+/// The caller owns `e`'s LINKED (invariant 3) and is pinned with `guard`.
+pub(crate) unsafe fn unlink_done(e: *const Entry, guard: &Guard) {
+    // SAFETY: LINKED is still set, so `e` is live (invariant 4).
+    let entry = unsafe { &*e };
+    // A word of LINKED alone cannot change but by us: no count can rise from zero and TIMER
+    // is never set again (invariant 4), so a plain load settles the common case without a
+    // locked instruction.
+    let prev = if entry.refs.load(Ordering::Acquire) == LINKED {
+        LINKED
+    } else {
+        // AcqRel: see "Orderings".
+        entry.refs.fetch_and(!LINKED, Ordering::AcqRel)
+    };
+    debug_assert!(prev & LINKED != 0);
+    if prev == LINKED {
+        // SAFETY: every claim is gone, the last one by us.
+        unsafe { finalize(e, guard) };
+    }
+}
+
+/// Hands a dead entry to the epoch. For a node, first closes its list and finalizes the
+/// dead entries in it, and theirs, on a worklist (invariant 6).
+///
+/// # Safety
+///
+/// Every claim on `e` is gone (`refs` is zero), observed by this thread alone; `guard` is
+/// pinned.
+pub(crate) unsafe fn finalize(e: *const Entry, guard: &Guard) {
+    let mut work: Vec<*const Entry> = Vec::new();
+    let mut next = Some(e);
+    while let Some(e) = next.take().or_else(|| work.pop()) {
+        // SAFETY: not freed before the deferred destroy below runs.
+        let entry = unsafe { &*e };
+        live::add(live::Counter::Entries, -1);
+        if let Kind::Node(node) = &entry.kind {
+            node.release_timer();
+            // Nobody else touches a dead node's list (invariant 6); a cancelled or inert
+            // node's list was detached by its walk and yields nothing here.
+            let mut cur = super::entry_of(node.state.take_chain());
+            while !cur.is_null() {
+                // SAFETY: entries of a dead node's list keep LINKED until we clear it.
+                let x = unsafe { cur.deref() };
+                let after = x.next.load(Ordering::Acquire, guard);
+                // AcqRel: see "Orderings".
+                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
+                if prev == LINKED {
+                    if next.is_none() {
+                        next = Some(cur.as_raw());
+                    } else {
+                        work.push(cur.as_raw());
+                    }
+                }
+                cur = after.with_tag(0);
+            }
+        }
+        // SAFETY: nobody can obtain a new reference (invariant 4); threads still holding the
+        // pointer are pinned, and the epoch frees the memory only after they unpin.
+        unsafe { grave::bury(e, guard) };
+    }
+}
+
+/// Gives up a linked entry that was never pushed (its owner's list was closed first).
+///
+/// # Safety
+///
+/// `e` holds LINKED and a count, and no list or walker can reach it.
+pub(crate) unsafe fn unlink_unpushed(e: *const Entry) {
+    let guard = &epoch::pin();
+    // SAFETY: nobody else can own this LINKED since the entry is in no list.
+    unsafe { unlink_done(e, guard) }
+}
