@@ -21,8 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MUTANTS = [
     ("m01_derive_vs_cancel", "src/list.rs",
      "push without the closed (DONE head word) check",
-     """            if state::is_done(word) {
-                return false;
+     """            if !state::is_open(word) {
+                return Err(word);
             }
             entry.next.store(entry_of(word), Ordering::Relaxed);""",
      """            entry.next.store(entry_of(word & !7), Ordering::Relaxed);"""),
@@ -33,12 +33,12 @@ MUTANTS = [
      """        let deleted = next.tag() & DELETED != 0;
         let keep = !deleted && visit(e);
         if !keep && !deleted {"""),
-    ("m02_drop_child_vs_cancel", "src/list.rs",
+    ("m02_drop_child_vs_cancel", "src/list/refs.rs",
      "finalizing a dead node does not finalize the dead entries left in its list",
      """                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
-                if prev & COUNT == 0 {""",
+                if prev == LINKED {""",
      """                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel) | 1;
-                if prev & COUNT == 0 {"""),
+                if prev == LINKED {"""),
     ("m03_child_vs_parent_cancel", "src/state.rs",
      "first-cancel-wins as load-then-store instead of a CAS",
      """            match self
@@ -51,9 +51,9 @@ MUTANTS = [
             } {"""),
     ("m03_child_vs_parent_cancel", "src/cancel.rs",
      "a losing cancel returns without waiting for the winner's WALKED",
-     """            if WALKING.with(Cell::get) == 0 {
+     """            if may_wait && state::is_done(now) {
                 node.state.wait_walked();""",
-     """            if WALKING.with(Cell::get) == usize::MAX {
+     """            if false && may_wait && state::is_done(now) {
                 node.state.wait_walked();"""),
     ("m04_adjacent_unlinks", "src/list.rs",
      "sweep unlinks a run by a plain store on the predecessor's link instead of a CAS",
@@ -69,34 +69,31 @@ MUTANTS = [
     ("m05_future_vs_cancel", "src/wait.rs",
      "no re-check of the state after re-registering the waker",
      """        // Registered first, then read the state (see the module docs).
-        if node.node().is_done() {""",
-     """        if false {"""),
+        let word = node.node().state.load();
+        self.settle(word).unwrap_or(Poll::Pending)""",
+     """        Poll::Pending"""),
     ("m06_wait_vs_cancel", "src/wait.rs",
      "waker registered after the waiter entry is pushed, not before",
      """            atomic.register(waker);
             let e = Entry::alloc(Kind::Waiter(atomic), 1, node.as_ptr());
             // SAFETY: `e` is fresh, owned by `node`, in no list.
-            if unsafe { node.node().push(e) } {
-                self.entry = e;""",
+            return match unsafe { node.node().push(e) } {
+                Ok(()) => {
+                    self.entry = e;""",
      """            let e = Entry::alloc(Kind::Waiter(atomic), 1, node.as_ptr());
             // SAFETY: `e` is fresh, owned by `node`, in no list.
-            if unsafe { node.node().push(e) } {
-                self.entry = e;
-                match &unsafe { &*e }.kind {
-                    Kind::Waiter(a) => a.register(waker),
-                    _ => unreachable!(),
-                }"""),
+            return match unsafe { node.node().push(e) } {
+                Ok(()) => {
+                    self.entry = e;
+                    self.waker().register(waker);"""),
     ("m07_stop_vs_cancel", "src/callback.rs",
      "claim (stop / fire) as load-then-store instead of one CAS",
-     """        if self
-            .state
-            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {""",
-     """        if self.state.load(Ordering::Acquire) != PENDING || {
-            self.state.store(TAKEN, Ordering::Release);
-            false
-        } {"""),
+     """        self.state
+            .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)?;""",
+     """        if self.state.load(Ordering::Acquire) != PENDING {
+            return Err(TAKEN);
+        }
+        self.state.store(to, Ordering::Release);"""),
     ("m08_timer_vs_cancel", "src/timer/entry.rs",
      "disarm as load-then-store instead of a CAS from ARMED",
      """    if entry
@@ -123,6 +120,28 @@ MUTANTS = [
      "with_value builds the new table without the parent's entries",
      """                Some(p) => p.head().table.with(own),""",
      """                Some(_) => Table::EMPTY.with(own),"""),
+    ("m11_grandchild_duel", "src/cancel.rs",
+     "a walk skips a child found done elsewhere instead of waiting for its WALKED",
+     """            Err(now) if may_wait && state::is_done(now) && now & state::WALKED == 0 => {""",
+     """            Err(now) if false && may_wait && state::is_done(now) && now & state::WALKED == 0 => {"""),
+    ("m12_disarm_makes_never_done", "src/inert.rs",
+     "the inert walk keeps pending callbacks (never dropped, counts never given back)",
+     """                    unsafe { callback.drop_unrun(entry) };""",
+     """                    let _ = callback;"""),
+    ("m12_disarm_makes_never_done", "src/inert.rs",
+     "the inert walk keeps the wakers of its waiters",
+     """                Kind::Waiter(waker) => drop(waker.take()),""",
+     """                Kind::Waiter(_) => {}"""),
+    ("m13_fire_vs_last_drop", "src/list/refs.rs",
+     "the last holder wins the timer's CAS but keeps TIMER (the node is never freed)",
+     """                if timer::disarm(node.timer) {
+                    give_up |= TIMER;""",
+     """                if timer::disarm(node.timer) {
+                    give_up |= 0;"""),
+    ("m13_fire_vs_last_drop", "src/timer/entry.rs",
+     "the driver gives up TIMER but never finalizes a node it was the last claim on",
+     """        if node.give_up_timer() {""",
+     """        if node.give_up_timer() && false {"""),
     # Not listed: the two real bugs the models found, as they cannot come back in the
     # current engine. (1) push read the head Relaxed; now the head is the state word
     # itself, and the pusher's next Acquire load of that same word sees DONE and

@@ -21,6 +21,9 @@
 //! (found first by loom model m02) within 20,000 rounds, where the random tree had not in
 //! 2 s.
 
+#[path = "stress/model.rs"]
+mod model;
+
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,397 @@
+//! A model of what the public API must report, driven by random operations.
+//!
+//! Every operation of the public API at random (derive of every kind, clone, cancel with and
+//! without a cause, disarm, drop of handles and contexts in any order, `after_func` and
+//! `stop`, `done()` futures polled and dropped, `wait_timeout`), on one thread so that the
+//! model is exact: after each step every context must report what the model says (done or
+//! not, its error, its cause, its values), every callback must have run exactly when the
+//! model says (on cancel, never on a context that can never be done, never after a true
+//! `stop`), every closure, value and waker must be alive exactly as long as the model says
+//! (behaviour 14), and after teardown nothing is left but callbacks still owed a deadline.
+//!
+//! Deadlines are either past (born done) or an hour away (never reached during the run),
+//! so the model never races the timer thread; the multi-thread tests of this file and of
+//! tests/retention.rs cover the races. `CTXCORE_MODEL_SEEDS` sets the number of seeds.
+
+use ctxcore::{AfterFunc, CancelHandle, Context, Error};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+use super::Rng;
+
+/// Counts its drops.
+struct Token(Arc<AtomicUsize>);
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A value type carried by contexts: the model knows which id each context must see.
+struct Val(u64, #[allow(dead_code)] Token);
+
+/// A cause: the model checks by id that the right one is reported.
+#[derive(Debug)]
+struct Why(usize);
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "why {}", self.0)
+    }
+}
+
+impl std::error::Error for Why {}
+
+struct NoopTask;
+
+impl Wake for NoopTask {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// The model of one cancellable node.
+#[derive(Clone)]
+struct MNode {
+    parent: Option<usize>,
+    handle_armed: bool,
+    timer: bool,
+    /// `Some((err, cause id))` once done; cause id `None` for the error itself.
+    done: Option<(Error, Option<usize>)>,
+}
+
+/// A context the test holds, and what it must report.
+struct Held {
+    ctx: Context,
+    node: Option<usize>,
+    value: Option<u64>,
+}
+
+struct Cb {
+    /// `None` once dropped (dropping does not stop it: the flags are still checked).
+    after: Option<AfterFunc>,
+    stopped: bool,
+    node: Option<usize>,
+    ran: Arc<AtomicUsize>,
+    dropped: Arc<AtomicUsize>,
+    /// Model: ran, stopped (by a true `stop`), or dropped unrun.
+    settled: bool,
+    expect_ran: bool,
+}
+
+struct Model {
+    nodes: Vec<MNode>,
+}
+
+impl Model {
+    fn can_be_done(&self, mut n: usize) -> bool {
+        loop {
+            let m = &self.nodes[n];
+            if m.done.is_some() {
+                return false;
+            }
+            if m.handle_armed || m.timer {
+                return true;
+            }
+            match m.parent {
+                Some(p) => n = p,
+                None => return false,
+            }
+        }
+    }
+
+    fn is_under(&self, mut n: usize, ancestor: usize) -> bool {
+        loop {
+            if n == ancestor {
+                return true;
+            }
+            match self.nodes[n].parent {
+                Some(p) => n = p,
+                None => return false,
+            }
+        }
+    }
+
+    fn cancel(&mut self, n: usize, cause: Option<usize>) {
+        if self.nodes[n].done.is_some() {
+            return;
+        }
+        let word = (Error::Canceled, cause);
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].done.is_none() && self.is_under(i, n) {
+                self.nodes[i].done = Some(word);
+            }
+        }
+    }
+}
+
+fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize) {
+    for h in held {
+        let want = h.node.and_then(|n| model.nodes[n].done);
+        assert_eq!(h.ctx.err(), want.map(|w| w.0), "step {step}: err");
+        assert_eq!(h.ctx.is_done(), want.is_some(), "step {step}: is_done");
+        match want {
+            Some((_, Some(id))) => {
+                let c = h.ctx.cause().expect("a cause when done");
+                assert_eq!(c.downcast_ref::<Why>().map(|w| w.0), Some(id), "step {step}");
+            }
+            Some((e, None)) => {
+                let c = h.ctx.cause().expect("a cause when done");
+                assert_eq!(c.downcast_ref::<Error>(), Some(&e), "step {step}: cause");
+            }
+            None => assert!(h.ctx.cause().is_none(), "step {step}: cause while live"),
+        }
+        assert_eq!(h.ctx.value::<Val>().map(|v| v.0), h.value, "step {step}: value");
+    }
+    for cb in cbs.iter_mut() {
+        if !cb.settled {
+            if let Some(n) = cb.node {
+                if model.nodes[n].done.is_some() {
+                    cb.settled = true;
+                    cb.expect_ran = true;
+                } else if !model.can_be_done(n) {
+                    cb.settled = true;
+                }
+            } else {
+                cb.settled = true;
+            }
+        }
+        let ran = cb.ran.load(Ordering::SeqCst);
+        assert_eq!(ran, usize::from(cb.expect_ran), "step {step}: callback runs");
+        let dropped = cb.dropped.load(Ordering::SeqCst);
+        assert_eq!(dropped, usize::from(cb.settled), "step {step}: closure dropped");
+    }
+}
+
+fn run_seed(seed: u64, steps: usize) {
+    let mut rng = Rng(seed | 1);
+    let mut model = Model { nodes: Vec::new() };
+    let values_made = Arc::new(AtomicUsize::new(0));
+    let values_dropped = Arc::new(AtomicUsize::new(0));
+    let mut held = vec![Held {
+        ctx: Context::background(),
+        node: None,
+        value: None,
+    }];
+    let mut handles: Vec<(usize, CancelHandle)> = Vec::new();
+    let mut cbs: Vec<Cb> = Vec::new();
+    let task = Arc::new(NoopTask);
+    let waker = Waker::from(task.clone());
+    let base_wakers = Arc::strong_count(&task);
+    // Pending futures and whether the model says they hold a waker clone.
+    let mut futures: Vec<(Pin<Box<ctxcore::DoneOwned>>, Option<usize>)> = Vec::new();
+    let mut causes = 0;
+    for step in 0..steps {
+        let pick = rng.below(held.len());
+        match rng.below(15) {
+            0..=2 => {
+                // Derive a cancellable child (plain, far deadline, or past deadline).
+                let parent = &held[pick];
+                let kind = rng.below(3);
+                let (ctx, h) = match kind {
+                    0 => parent.ctx.with_cancel(),
+                    1 => parent.ctx.with_timeout(Duration::from_secs(3600)),
+                    _ => parent
+                        .ctx
+                        .with_deadline(Instant::now() - Duration::from_millis(1)),
+                };
+                let parent_done = parent.node.and_then(|n| model.nodes[n].done);
+                let done = parent_done.or((kind == 2).then_some((Error::DeadlineExceeded, None)));
+                let parent_can = parent.node.is_some_and(|n| model.can_be_done(n));
+                let id = model.nodes.len();
+                model.nodes.push(MNode {
+                    parent: parent.node.filter(|_| parent_can),
+                    handle_armed: true,
+                    timer: kind == 1 && done.is_none(),
+                    done,
+                });
+                let value = parent.value;
+                held.push(Held {
+                    ctx,
+                    node: Some(id),
+                    value,
+                });
+                handles.push((id, h));
+            }
+            3 => {
+                values_made.fetch_add(1, Ordering::SeqCst);
+                let v = rng.next();
+                let ctx = held[pick]
+                    .ctx
+                    .with_value(Val(v, Token(values_dropped.clone())));
+                let node = held[pick].node;
+                held.push(Held {
+                    ctx,
+                    node,
+                    value: Some(v),
+                });
+            }
+            4 => {
+                let ctx = held[pick].ctx.without_cancel();
+                let value = held[pick].value;
+                held.push(Held {
+                    ctx,
+                    node: None,
+                    value,
+                });
+            }
+            5 => {
+                let ctx = held[pick].ctx.clone();
+                let (node, value) = (held[pick].node, held[pick].value);
+                held.push(Held { ctx, node, value });
+            }
+            6 | 7 if !handles.is_empty() => {
+                // Cancel, with or without a cause, by `cancel` or by dropping the handle.
+                let (id, h) = handles.swap_remove(rng.below(handles.len()));
+                let cause = (rng.below(2) == 0).then(|| {
+                    causes += 1;
+                    causes
+                });
+                match cause {
+                    Some(c) => h.cancel_with_cause(Why(c)),
+                    None if rng.below(2) == 0 => h.cancel(),
+                    None => drop(h),
+                }
+                model.cancel(id, cause);
+                model.nodes[id].handle_armed = false;
+            }
+            8 if !handles.is_empty() => {
+                let (id, h) = handles.swap_remove(rng.below(handles.len()));
+                h.disarm();
+                model.nodes[id].handle_armed = false;
+            }
+            9 if held.len() > 1 => {
+                held.swap_remove(rng.below(held.len() - 1) + 1);
+            }
+            10 => {
+                let ran = Arc::new(AtomicUsize::new(0));
+                let dropped = Arc::new(AtomicUsize::new(0));
+                let (r, token) = (ran.clone(), Token(dropped.clone()));
+                let after = held[pick].ctx.after_func(move || {
+                    let _t = &token;
+                    r.fetch_add(1, Ordering::SeqCst);
+                });
+                cbs.push(Cb {
+                    after: Some(after),
+                    stopped: false,
+                    node: held[pick].node,
+                    ran,
+                    dropped,
+                    settled: false,
+                    expect_ran: false,
+                });
+            }
+            11 if !cbs.is_empty() => {
+                let i = rng.below(cbs.len());
+                let cb = &mut cbs[i];
+                if let Some(after) = &cb.after {
+                    let stopped = after.stop();
+                    // True exactly when the callback never ran and no stop came before
+                    // (also for one dropped unrun because its context can never be done).
+                    assert_eq!(stopped, !cb.expect_ran && !cb.stopped, "step {step}: stop");
+                    if stopped {
+                        cb.stopped = true;
+                        cb.settled = true;
+                    }
+                    if rng.below(2) == 0 {
+                        // Dropping an `AfterFunc` does not stop it.
+                        cb.after = None;
+                    }
+                }
+            }
+            12 => {
+                let mut fut = Box::pin(held[pick].ctx.done_owned());
+                let mut cx = std::task::Context::from_waker(&waker);
+                let ready = fut.as_mut().poll(&mut cx).is_ready();
+                let node = held[pick].node;
+                let done = node.is_some_and(|n| model.nodes[n].done.is_some());
+                assert_eq!(ready, done, "step {step}: done() ready");
+                if !ready {
+                    futures.push((fut, node));
+                }
+            }
+            13 if !futures.is_empty() => {
+                let (mut fut, node) = futures.swap_remove(rng.below(futures.len()));
+                if rng.below(2) == 0 {
+                    let mut cx = std::task::Context::from_waker(&waker);
+                    let ready = fut.as_mut().poll(&mut cx).is_ready();
+                    let done = node.is_some_and(|n| model.nodes[n].done.is_some());
+                    assert_eq!(ready, done, "step {step}: done() re-poll");
+                    if !ready {
+                        futures.push((fut, node));
+                    }
+                }
+            }
+            14 => {
+                let node = held[pick].node;
+                let done = node.is_some_and(|n| model.nodes[n].done.is_some());
+                assert_eq!(held[pick].ctx.wait_timeout(Duration::ZERO), done);
+            }
+            _ => {}
+        }
+        check(&model, &held, &mut cbs, step);
+        // A waker clone is held exactly by the registered futures of contexts that can
+        // still be done (behaviour 14): never by a dropped one or a never-done one.
+        let registered = futures
+            .iter()
+            .filter(|(_, n)| n.is_some_and(|n| model.can_be_done(n)))
+            .count();
+        assert_eq!(
+            Arc::strong_count(&task),
+            base_wakers + registered,
+            "step {step}: waker clones"
+        );
+    }
+    // Teardown, in random order: each handle disarmed or dropped.
+    drop(futures);
+    assert_eq!(Arc::strong_count(&task), base_wakers, "wakers after teardown");
+    while !handles.is_empty() {
+        let (id, h) = handles.swap_remove(rng.below(handles.len()));
+        if rng.below(2) == 0 {
+            h.disarm();
+        } else {
+            drop(h);
+            model.cancel(id, None);
+        }
+        model.nodes[id].handle_armed = false;
+    }
+    while !held.is_empty() {
+        held.swap_remove(rng.below(held.len()));
+    }
+    check(&model, &held, &mut cbs, steps);
+    let owed = cbs.iter().filter(|c| !c.settled).count();
+    for cb in &cbs {
+        // Only a pending deadline may keep a callback now.
+        if !cb.settled {
+            let n = cb.node.expect("settled without a node");
+            assert!(model.can_be_done(n), "an unsettled callback nobody can run");
+        }
+    }
+    drop(cbs);
+    if owed == 0 {
+        assert_eq!(
+            values_dropped.load(Ordering::SeqCst),
+            values_made.load(Ordering::SeqCst),
+            "every value dropped"
+        );
+    }
+}
+
+#[test]
+fn model_of_every_operation_single_thread() {
+    let _serial = super::serial();
+    let seeds: u64 = std::env::var("CTXCORE_MODEL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if cfg!(miri) { 3 } else { 300 });
+    let base = ctxcore::live::snapshot();
+    for seed in 1..=seeds {
+        run_seed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 300);
+    }
+    // Callbacks still owed a one-hour deadline keep their contexts; nothing else remains.
+    let now = ctxcore::live::snapshot();
+    assert!(now.waiters <= base.waiters, "waiters left: {now:?}");
+}
