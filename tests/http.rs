@@ -381,3 +381,58 @@ fn server_baggage_reaches_the_context() {
     let ctx = rx.recv().unwrap();
     assert_eq!(ctx.value::<Baggage>().unwrap().get("tenant"), Some("acme"));
 }
+
+/// A real hyper server; the client writes a request head, then vanishes. (A head announcing
+/// a body that the handler never reads is not seen by hyper 1's http1 server until the
+/// handler answers: that case is not covered.)
+#[test]
+fn client_that_sends_headers_and_vanishes_is_client_gone() {
+    use hyper_util::rt::TokioIo;
+    use std::io::Write;
+    let baseline = ctxcore::live::snapshot();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ctx_tx, ctx_rx) = std::sync::mpsc::channel::<Context>();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let root = Context::background();
+    let svc = ServiceBuilder::new()
+        .layer(RequestContextLayer::new(&root))
+        .service_fn(move |req: Request<hyper::body::Incoming>| {
+            let ctx = req.extensions().get::<Context>().unwrap().clone();
+            drop(req); // the body is never read
+            ctx_tx.send(ctx.clone()).unwrap();
+            async move {
+                ctx.done().await;
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }
+        });
+    let server = runtime.spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service = hyper::service::service_fn(move |req| svc.clone().oneshot(req));
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    });
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let ctx = ctx_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(!ctx.is_done());
+    drop(client);
+    assert!(
+        ctx.wait_timeout(Duration::from_secs(10)),
+        "request context not done"
+    );
+    assert!(ctx.cause().unwrap().downcast_ref::<ClientGone>().is_some());
+    runtime.block_on(server).unwrap();
+    drop((ctx, runtime));
+    ctxcore::live::wait_for_baseline(&baseline, Duration::from_secs(2))
+        .unwrap_or_else(|r| panic!("{r}"));
+}
