@@ -65,6 +65,10 @@ pub mod group;
 #[cfg(all(unix, not(loom)))]
 pub mod signal;
 
+// Per-request contexts for HTTP servers and deadline propagation for clients.
+#[cfg(all(feature = "http", not(loom)))]
+pub mod http;
+
 #[cfg(loom)]
 #[doc(hidden)]
 #[path = "loom_hooks.rs"]
