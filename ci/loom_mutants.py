@@ -51,9 +51,9 @@ MUTANTS = [
             } {"""),
     ("m03_child_vs_parent_cancel", "src/cancel.rs",
      "a losing cancel returns without waiting for the winner's WALKED",
-     """            if may_wait && state::is_done(now) {
+     """            if state::is_done(now) && WALKING.with(Cell::get) == 0 {
                 node.state.wait_walked();""",
-     """            if false && may_wait && state::is_done(now) {
+     """            if state::is_done(now) && WALKING.with(Cell::get) == usize::MAX {
                 node.state.wait_walked();"""),
     ("m04_adjacent_unlinks", "src/list.rs",
      "sweep unlinks a run by a plain store on the predecessor's link instead of a CAS",

@@ -57,12 +57,17 @@ thread_local! {
 /// A panic caught from a callback during a walk.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
 
-struct Walking;
+struct Walking {
+    /// This thread was in no walk before this one.
+    outermost: bool,
+}
 
 impl Walking {
     fn enter() -> Walking {
-        WALKING.with(|w| w.set(w.get() + 1));
-        Walking
+        let before = WALKING.with(|w| w.replace(w.get() + 1));
+        Walking {
+            outermost: before == 0,
+        }
     }
 }
 
@@ -109,18 +114,18 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
     // SAFETY: the caller holds a reference (count or LINKED) that keeps `e` live.
     let entry = unsafe { &*e };
     let node = entry.node();
-    // A walk nested in a walk (a callback cancelling) must not wait (module docs).
-    let may_wait = WALKING.with(Cell::get) == 0;
     let chain = match node.state.try_finish(word) {
         Ok(chain) => chain,
         Err(now) => {
-            if may_wait && state::is_done(now) {
+            // A cancel nested in a walk (a callback cancelling) must not wait (module docs).
+            if state::is_done(now) && WALKING.with(Cell::get) == 0 {
                 node.state.wait_walked();
             }
             return Ok(false);
         }
     };
-    let _walking = Walking::enter();
+    let walking = Walking::enter();
+    let may_wait = walking.outermost;
     disarm_timer(entry);
     let mut panic = None;
     let mut stack: Stack = Vec::new();

@@ -372,6 +372,12 @@ impl Context {
     /// re-raises the first such panic on the cancelling thread (the timer thread drops it
     /// after the panic hook has reported it).
     ///
+    /// A pending callback keeps its context (and so its ancestors) in memory until it runs
+    /// or is stopped, as in Go. If the context can never be done (it descends from no armed
+    /// handle and no pending deadline, for instance because every handle on its path was
+    /// disarmed), `f` is dropped without running, at once or as soon as that becomes true,
+    /// and `stop()` then returns true.
+    ///
     /// ```
     /// use std::sync::{atomic::{AtomicU32, Ordering}, Arc};
     /// let (ctx, h) = ctxcore::Context::background().with_cancel();

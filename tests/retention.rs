@@ -114,22 +114,38 @@ fn dropped_pending_done_releases_its_waker() {
     {
         let mut fut = Box::pin(ctx.done());
         assert!(common::poll_once(&mut fut, &waker).is_pending());
-        assert_eq!(Arc::strong_count(&task), base + 1, "the pending future registered");
+        assert_eq!(
+            Arc::strong_count(&task),
+            base + 1,
+            "the pending future registered"
+        );
     }
     assert_eq!(Arc::strong_count(&task), base, "done() kept its waker");
     {
         let mut fut = Box::pin(ctx.done_owned());
         assert!(common::poll_once(&mut fut, &waker).is_pending());
     }
-    assert_eq!(Arc::strong_count(&task), base, "done_owned() kept its waker");
+    assert_eq!(
+        Arc::strong_count(&task),
+        base,
+        "done_owned() kept its waker"
+    );
     for _ in 0..common::scaled(1_000_000) {
         let mut fut = std::pin::pin!(ctx.done());
         let mut cx = std::task::Context::from_waker(&waker);
         assert!(fut.as_mut().poll(&mut cx).is_pending());
     }
-    assert_eq!(Arc::strong_count(&task), base, "dropped done() futures kept wakers");
+    assert_eq!(
+        Arc::strong_count(&task),
+        base,
+        "dropped done() futures kept wakers"
+    );
     h.cancel();
-    assert_eq!(task.wakes.load(Ordering::SeqCst), 0, "no dropped future is woken");
+    assert_eq!(
+        task.wakes.load(Ordering::SeqCst),
+        0,
+        "no dropped future is woken"
+    );
 }
 
 /// Item 2, threads: a `wait_timeout` that times out leaves no waiter behind.
@@ -170,8 +186,14 @@ fn disarmed_deadline_context_is_freed_at_once() {
     let (parent, _ph) = Context::background().with_cancel();
     let peak_child = disarm_and_drop_under(&parent, n);
     if common::isolated() {
-        assert!(peak_bg < 4 * MB, "under background(): {peak_bg} bytes retained");
-        assert!(peak_child < 4 * MB, "under a cancellable parent: {peak_child} bytes");
+        assert!(
+            peak_bg < 4 * MB,
+            "under background(): {peak_bg} bytes retained"
+        );
+        assert!(
+            peak_child < 4 * MB,
+            "under a cancellable parent: {peak_child} bytes"
+        );
     }
     let now = ctxcore::live::snapshot();
     // Only `parent` is alive beyond the baseline; its timers are all gone already.
@@ -220,10 +242,25 @@ fn callbacks_on_never_done_contexts_are_dropped() {
     assert!(common::poll_once(&mut fut, &waker).is_pending());
     assert_eq!(Arc::strong_count(&task), base + 1);
     ha.disarm();
-    assert_eq!(dropped.load(Ordering::SeqCst), 1, "closure dropped at the disarm");
-    assert_eq!(Arc::strong_count(&task), base, "waker released at the disarm");
-    assert!(common::poll_once(&mut fut, &waker).is_pending(), "stays pending");
-    assert_eq!(Arc::strong_count(&task), base, "a re-poll registers nothing");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "closure dropped at the disarm"
+    );
+    assert_eq!(
+        Arc::strong_count(&task),
+        base,
+        "waker released at the disarm"
+    );
+    assert!(
+        common::poll_once(&mut fut, &waker).is_pending(),
+        "stays pending"
+    );
+    assert_eq!(
+        Arc::strong_count(&task),
+        base,
+        "a re-poll registers nothing"
+    );
     assert!(!v.is_done() && v.err().is_none());
     // Behaves as background() from now on.
     let late = v.after_func(|| unreachable!("never done"));

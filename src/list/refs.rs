@@ -71,15 +71,15 @@ impl Entry {
         self.refs.load(Ordering::Relaxed) & COUNT != 0
     }
 
-    /// Gives up one count unless it is the last: false if it did, true if the caller holds
-    /// the last count (which it still holds).
+    /// Gives up one count unless it is the last: `None` if it did; else the caller holds
+    /// the last count (which it still holds) and gets the word it read.
     #[inline]
-    fn release_unless_last(&self) -> bool {
+    fn release_unless_last(&self) -> Option<usize> {
         let mut cur = self.refs.load(Ordering::Relaxed);
         loop {
             debug_assert!(cur & COUNT != 0, "entry count released below zero");
             if cur & COUNT == 1 {
-                return true;
+                return Some(cur);
             }
             // Release: see "Orderings".
             match self.refs.compare_exchange_weak(
@@ -88,7 +88,7 @@ impl Entry {
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return false,
+                Ok(_) => return None,
                 Err(now) => cur = now,
             }
         }
@@ -132,9 +132,9 @@ pub(crate) unsafe fn release(e: *const Entry) {
     while let Some(e) = next.take() {
         // SAFETY: we hold a counted reference, so `e` is live.
         let entry = unsafe { &*e };
-        if !entry.release_unless_last() {
+        let Some(word) = entry.release_unless_last() else {
             return;
-        }
+        };
         // The last count is ours: `e` stays alive until the `fetch_sub` below.
         if let Some(c) = live_kind(&entry.kind) {
             live::add(c, -1);
@@ -158,7 +158,10 @@ pub(crate) unsafe fn release(e: *const Entry) {
             // to the list: `stop` marked it, or a walk owns its LINKED.
             Kind::Callback(_) => false,
         };
-        if mark && entry.refs.load(Ordering::Relaxed) & LINKED != 0 {
+        // LINKED as read: if a closer has cleared it since, the link is DETACHED and the mark
+        // does nothing (a sweeper clears it only after a mark, and the owner's finalizer
+        // only once the owner is dead, which our count on it, or our waiter's, prevents).
+        if mark && word & LINKED != 0 {
             // SAFETY: `e` is alive (our count) and sits in its owner's list or a detached
             // chain (a mark there finds DETACHED and does nothing). The owner is alive: a
             // node holds a count on it until this loop's next turn, a waiter's future or

@@ -183,6 +183,11 @@ pub(crate) fn disarm(t: *const TimerEntry) -> bool {
     // SAFETY: the node holding `t` is alive (the caller holds a claim on it), and it holds
     // a count on `t`.
     let entry = unsafe { &*t };
+    // A settled timer stays settled: a plain load spares the locked instruction a failing
+    // CAS costs (the last holder of a cancelled node asks again).
+    if entry.state.load(Ordering::Relaxed) != ARMED {
+        return false;
+    }
     // AcqRel: against `fire`'s CAS; the winner's accesses to the node come after.
     if entry
         .state

@@ -136,7 +136,11 @@ fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize) {
         match want {
             Some((_, Some(id))) => {
                 let c = h.ctx.cause().expect("a cause when done");
-                assert_eq!(c.downcast_ref::<Why>().map(|w| w.0), Some(id), "step {step}");
+                assert_eq!(
+                    c.downcast_ref::<Why>().map(|w| w.0),
+                    Some(id),
+                    "step {step}"
+                );
             }
             Some((e, None)) => {
                 let c = h.ctx.cause().expect("a cause when done");
@@ -144,7 +148,11 @@ fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize) {
             }
             None => assert!(h.ctx.cause().is_none(), "step {step}: cause while live"),
         }
-        assert_eq!(h.ctx.value::<Val>().map(|v| v.0), h.value, "step {step}: value");
+        assert_eq!(
+            h.ctx.value::<Val>().map(|v| v.0),
+            h.value,
+            "step {step}: value"
+        );
     }
     for cb in cbs.iter_mut() {
         if !cb.settled {
@@ -160,9 +168,17 @@ fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize) {
             }
         }
         let ran = cb.ran.load(Ordering::SeqCst);
-        assert_eq!(ran, usize::from(cb.expect_ran), "step {step}: callback runs");
+        assert_eq!(
+            ran,
+            usize::from(cb.expect_ran),
+            "step {step}: callback runs"
+        );
         let dropped = cb.dropped.load(Ordering::SeqCst);
-        assert_eq!(dropped, usize::from(cb.settled), "step {step}: closure dropped");
+        assert_eq!(
+            dropped,
+            usize::from(cb.settled),
+            "step {step}: closure dropped"
+        );
     }
 }
 
@@ -347,7 +363,11 @@ fn run_seed(seed: u64, steps: usize) {
     }
     // Teardown, in random order: each handle disarmed or dropped.
     drop(futures);
-    assert_eq!(Arc::strong_count(&task), base_wakers, "wakers after teardown");
+    assert_eq!(
+        Arc::strong_count(&task),
+        base_wakers,
+        "wakers after teardown"
+    );
     while !handles.is_empty() {
         let (id, h) = handles.swap_remove(rng.below(handles.len()));
         if rng.below(2) == 0 {
