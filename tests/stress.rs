@@ -23,6 +23,8 @@
 
 #[path = "stress/model.rs"]
 mod model;
+#[path = "stress/mt.rs"]
+mod mt;
 
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
 use std::future::Future;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::Rng;
 
 /// Counts its drops.
-struct Token(Arc<AtomicUsize>);
+pub(super) struct Token(pub(super) Arc<AtomicUsize>);
 
 impl Drop for Token {
     fn drop(&mut self) {
@@ -37,7 +37,7 @@ struct Val(u64, #[allow(dead_code)] Token);
 
 /// A cause: the model checks by id that the right one is reported.
 #[derive(Debug)]
-struct Why(usize);
+pub(super) struct Why(pub(super) usize);
 
 impl std::fmt::Display for Why {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
