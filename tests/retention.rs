@@ -10,13 +10,14 @@
 //! Live heap bytes are counted by this file's global allocator (all threads), so the memory
 //! tests must run alone in their process (nextest does that).
 mod common;
+#[path = "common/spin.rs"]
+mod spin;
 
 use ctxcore::Context;
+use spin::{Shared, SharedWake, SpinBarrier};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
-use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 struct LiveBytes;
@@ -42,23 +43,20 @@ static ALLOC: LiveBytes = LiveBytes;
 
 const MB: i64 = 1 << 20;
 
-/// Counts the clones of itself that are alive (`Arc::strong_count`) and its wakes.
+/// Counts the clones of itself that are alive (`Shared::strong_count`) and its wakes.
 #[derive(Default)]
 struct Task {
     wakes: AtomicUsize,
 }
 
-impl Wake for Task {
-    fn wake(self: Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
+impl SharedWake for Task {
+    fn wake(&self) {
         self.wakes.fetch_add(1, Ordering::SeqCst);
     }
 }
 
 /// Drops count up when dropped.
-struct Token(Arc<AtomicUsize>);
+struct Token(Shared<AtomicUsize>);
 
 impl Drop for Token {
     fn drop(&mut self) {
@@ -82,7 +80,7 @@ fn cancel_returns_after_grandchildren_done_when_a_child_cancel_races() {
         hc.disarm();
         let (d, hd) = c.with_cancel();
         hd.disarm();
-        let go = Arc::new(Barrier::new(2));
+        let go = Shared::new(SpinBarrier::new(2));
         let t = {
             let (go, c, d) = (go.clone(), c.clone(), d.clone());
             std::thread::spawn(move || {
@@ -108,25 +106,25 @@ fn cancel_returns_after_grandchildren_done_when_a_child_cancel_races() {
 fn dropped_pending_done_releases_its_waker() {
     let _leaks = common::leak_check();
     let (ctx, h) = Context::background().with_cancel();
-    let task = Arc::new(Task::default());
-    let waker = Waker::from(task.clone());
-    let base = Arc::strong_count(&task);
+    let task = Shared::new(Task::default());
+    let waker = task.waker();
+    let base = Shared::strong_count(&task);
     {
         let mut fut = Box::pin(ctx.done());
         assert!(common::poll_once(&mut fut, &waker).is_pending());
         assert_eq!(
-            Arc::strong_count(&task),
+            Shared::strong_count(&task),
             base + 1,
             "the pending future registered"
         );
     }
-    assert_eq!(Arc::strong_count(&task), base, "done() kept its waker");
+    assert_eq!(Shared::strong_count(&task), base, "done() kept its waker");
     {
         let mut fut = Box::pin(ctx.done_owned());
         assert!(common::poll_once(&mut fut, &waker).is_pending());
     }
     assert_eq!(
-        Arc::strong_count(&task),
+        Shared::strong_count(&task),
         base,
         "done_owned() kept its waker"
     );
@@ -136,7 +134,7 @@ fn dropped_pending_done_releases_its_waker() {
         assert!(fut.as_mut().poll(&mut cx).is_pending());
     }
     assert_eq!(
-        Arc::strong_count(&task),
+        Shared::strong_count(&task),
         base,
         "dropped done() futures kept wakers"
     );
@@ -205,7 +203,7 @@ fn disarmed_deadline_context_is_freed_at_once() {
 #[test]
 fn pending_callback_on_a_disarmed_deadline_context_runs_at_the_deadline() {
     let _leaks = common::leak_check();
-    let ran = Arc::new(AtomicBool::new(false));
+    let ran = Shared::new(AtomicBool::new(false));
     let (ctx, h) = Context::background().with_timeout(Duration::from_millis(30));
     let r = ran.clone();
     let after = ctx.after_func(move || r.store(true, Ordering::SeqCst));
@@ -225,11 +223,11 @@ fn pending_callback_on_a_disarmed_deadline_context_runs_at_the_deadline() {
 #[test]
 fn callbacks_on_never_done_contexts_are_dropped() {
     let _leaks = common::leak_check();
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let ran = Arc::new(AtomicBool::new(false));
-    let task = Arc::new(Task::default());
-    let waker = Waker::from(task.clone());
-    let base = Arc::strong_count(&task);
+    let dropped = Shared::new(AtomicUsize::new(0));
+    let ran = Shared::new(AtomicBool::new(false));
+    let task = Shared::new(Task::default());
+    let waker = task.waker();
+    let base = Shared::strong_count(&task);
 
     let (a, ha) = Context::background().with_cancel();
     let v = a.with_value(1u8).with_value(2u16);
@@ -240,7 +238,7 @@ fn callbacks_on_never_done_contexts_are_dropped() {
     });
     let mut fut = Box::pin(v.done_owned());
     assert!(common::poll_once(&mut fut, &waker).is_pending());
-    assert_eq!(Arc::strong_count(&task), base + 1);
+    assert_eq!(Shared::strong_count(&task), base + 1);
     ha.disarm();
     assert_eq!(
         dropped.load(Ordering::SeqCst),
@@ -248,7 +246,7 @@ fn callbacks_on_never_done_contexts_are_dropped() {
         "closure dropped at the disarm"
     );
     assert_eq!(
-        Arc::strong_count(&task),
+        Shared::strong_count(&task),
         base,
         "waker released at the disarm"
     );
@@ -257,7 +255,7 @@ fn callbacks_on_never_done_contexts_are_dropped() {
         "stays pending"
     );
     assert_eq!(
-        Arc::strong_count(&task),
+        Shared::strong_count(&task),
         base,
         "a re-poll registers nothing"
     );
@@ -271,7 +269,7 @@ fn callbacks_on_never_done_contexts_are_dropped() {
     assert!(!after.stop(), "only the first stop counts");
     assert!(!ran.load(Ordering::SeqCst));
     drop((fut, after, a, v, child, late));
-    assert_eq!(Arc::strong_count(&task), base);
+    assert_eq!(Shared::strong_count(&task), base);
 }
 
 /// Item 4, a deeper chain and the order reversed: contexts and the `AfterFunc` dropped
@@ -281,7 +279,7 @@ fn disarming_in_any_order_ends_with_nothing_retained() {
     let _leaks = common::leak_check();
     let base = ctxcore::live::snapshot();
     for bottom_up in [false, true] {
-        let dropped = Arc::new(AtomicUsize::new(0));
+        let dropped = Shared::new(AtomicUsize::new(0));
         let (a, ha) = Context::background().with_cancel();
         let (b, hb) = a.with_value(7u32).with_cancel();
         let (c, hc) = b.without_cancel().with_cancel();
@@ -312,8 +310,8 @@ fn disarm_racing_stop_and_cancel_loses_nothing() {
     let _leaks = common::leak_check();
     let base = ctxcore::live::snapshot();
     for _ in 0..common::scaled(2_000) {
-        let made = Arc::new(AtomicUsize::new(0));
-        let dropped = Arc::new(AtomicUsize::new(0));
+        let made = Shared::new(AtomicUsize::new(0));
+        let dropped = Shared::new(AtomicUsize::new(0));
         let (p, hp) = Context::background().with_cancel();
         let (c1, h1) = p.with_cancel();
         let (c2, h2) = p.with_cancel();
@@ -323,7 +321,7 @@ fn disarm_racing_stop_and_cancel_loses_nothing() {
             made.fetch_add(1, Ordering::SeqCst);
             afters.push(ctx.after_func(move || drop(token)));
         }
-        let go = Arc::new(Barrier::new(3));
+        let go = Shared::new(SpinBarrier::new(3));
         let t1 = {
             let go = go.clone();
             std::thread::spawn(move || {

@@ -25,22 +25,24 @@
 mod model;
 #[path = "stress/mt.rs"]
 mod mt;
+#[path = "common/spin.rs"]
+mod spin;
 
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
+use spin::{Shared, SharedWake};
+use spin::{SpinBarrier, SpinLock};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 /// The tests of this file compare process-wide live counts with a baseline: they must not
 /// run at once (nextest runs each in its own process; `cargo test` would run them in
 /// parallel threads).
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: SpinLock<()> = SpinLock::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+fn serial() -> spin::SpinGuard<'static, ()> {
+    SERIAL.lock()
 }
 
 /// Contexts seen done with `DeadlineExceeded` (their timer, or an ancestor's, fired).
@@ -64,16 +66,16 @@ impl Rng {
 #[derive(Default)]
 struct Counts {
     closures_made: AtomicUsize,
-    closures_dropped: Arc<AtomicUsize>,
+    closures_dropped: Shared<AtomicUsize>,
     values_made: AtomicUsize,
-    values_dropped: Arc<AtomicUsize>,
+    values_dropped: Shared<AtomicUsize>,
     cancels: AtomicUsize,
     derives: AtomicUsize,
     waits: AtomicUsize,
     callbacks_run: AtomicUsize,
 }
 
-struct DropToken(Arc<AtomicUsize>);
+struct DropToken(Shared<AtomicUsize>);
 
 impl Drop for DropToken {
     fn drop(&mut self) {
@@ -83,47 +85,44 @@ impl Drop for DropToken {
 
 struct Flag(AtomicBool);
 
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
+impl SharedWake for Flag {
+    fn wake(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 }
 
 struct Callback {
     after: AfterFunc,
-    runs: Arc<AtomicUsize>,
+    runs: Shared<AtomicUsize>,
     stopped: bool,
 }
 
 /// A `done_owned()` future that returned `Pending`, and the flag its waker sets.
-type PendingFuture = (Pin<Box<ctxcore::DoneOwned>>, Arc<Flag>);
+type PendingFuture = (Pin<Box<ctxcore::DoneOwned>>, Shared<Flag>);
 
 /// One context of the tree, with what the test hung on it.
 struct Rec {
     ctx: Context,
-    parent: Option<Arc<Rec>>,
-    handle: Mutex<Option<CancelHandle>>,
+    parent: Option<Shared<Rec>>,
+    handle: SpinLock<Option<CancelHandle>>,
     /// Set once a `cancel()` of this node has returned.
     cancelled: AtomicBool,
-    futures: Mutex<Vec<PendingFuture>>,
-    callbacks: Mutex<Vec<Callback>>,
+    futures: SpinLock<Vec<PendingFuture>>,
+    callbacks: SpinLock<Vec<Callback>>,
     /// `err()` the first time it was seen done.
-    first_err: Mutex<Option<Error>>,
+    first_err: SpinLock<Option<Error>>,
 }
 
 impl Rec {
-    fn new(ctx: Context, parent: Option<Arc<Rec>>, handle: Option<CancelHandle>) -> Arc<Rec> {
-        Arc::new(Rec {
+    fn new(ctx: Context, parent: Option<Shared<Rec>>, handle: Option<CancelHandle>) -> Shared<Rec> {
+        Shared::new(Rec {
             ctx,
             parent,
-            handle: Mutex::new(handle),
+            handle: SpinLock::new(handle),
             cancelled: AtomicBool::new(false),
-            futures: Mutex::new(Vec::new()),
-            callbacks: Mutex::new(Vec::new()),
-            first_err: Mutex::new(None),
+            futures: SpinLock::new(Vec::new()),
+            callbacks: SpinLock::new(Vec::new()),
+            first_err: SpinLock::new(None),
         })
     }
 
@@ -156,13 +155,13 @@ impl Rec {
             "a descendant of a cancelled node is live"
         );
         self.check_err_stable();
-        for (_, flag) in self.futures.lock().unwrap().iter() {
+        for (_, flag) in self.futures.lock().iter() {
             assert!(
                 flag.0.load(Ordering::SeqCst),
                 "a pending future was not woken"
             );
         }
-        for cb in self.callbacks.lock().unwrap().iter() {
+        for cb in self.callbacks.lock().iter() {
             let runs = cb.runs.load(Ordering::SeqCst);
             let expect = usize::from(!cb.stopped);
             assert_eq!(
@@ -176,7 +175,7 @@ impl Rec {
     /// Invariant 4.
     fn check_err_stable(&self) {
         let Some(err) = self.ctx.err() else { return };
-        let mut first = self.first_err.lock().unwrap();
+        let mut first = self.first_err.lock();
         match *first {
             None => {
                 *first = Some(err);
@@ -197,16 +196,16 @@ impl Rec {
 }
 
 struct Tree {
-    pool: Mutex<Vec<Arc<Rec>>>,
+    pool: SpinLock<Vec<Shared<Rec>>>,
     counts: Counts,
     stop: AtomicBool,
-    waiters: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    waiters_live: Arc<AtomicUsize>,
+    waiters: SpinLock<Vec<std::thread::JoinHandle<()>>>,
+    waiters_live: Shared<AtomicUsize>,
 }
 
 impl Tree {
-    fn pick(&self, rng: &mut Rng) -> Arc<Rec> {
-        let pool = self.pool.lock().unwrap();
+    fn pick(&self, rng: &mut Rng) -> Shared<Rec> {
+        let pool = self.pool.lock();
         pool[rng.below(pool.len())].clone()
     }
 
@@ -227,7 +226,7 @@ impl Tree {
     }
 
     fn derive(&self, rng: &mut Rng, max_pool: usize) {
-        if self.pool.lock().unwrap().len() >= max_pool {
+        if self.pool.lock().len() >= max_pool {
             return self.drop_one(rng);
         }
         let parent = self.pick(rng);
@@ -253,13 +252,13 @@ impl Tree {
         }
         self.counts.derives.fetch_add(1, Ordering::Relaxed);
         let rec = Rec::new(ctx, Some(parent), handle);
-        self.pool.lock().unwrap().push(rec);
+        self.pool.lock().push(rec);
     }
 
     fn cancel(&self, rng: &mut Rng) {
         let r = self.pick(rng);
         {
-            let h = r.handle.lock().unwrap();
+            let h = r.handle.lock();
             let Some(h) = h.as_ref() else { return };
             if rng.below(2) == 0 {
                 h.cancel();
@@ -269,7 +268,7 @@ impl Tree {
         }
         r.cancelled.store(true, Ordering::SeqCst);
         self.counts.cancels.fetch_add(1, Ordering::Relaxed);
-        let snapshot: Vec<Arc<Rec>> = self.pool.lock().unwrap().clone();
+        let snapshot: Vec<Shared<Rec>> = self.pool.lock().clone();
         for d in snapshot.iter().filter(|d| d.descends_from(&r)) {
             d.check_done_and_woken();
         }
@@ -277,7 +276,7 @@ impl Tree {
 
     fn drop_one(&self, rng: &mut Rng) {
         let gone = {
-            let mut pool = self.pool.lock().unwrap();
+            let mut pool = self.pool.lock();
             if pool.len() <= 1 {
                 return;
             }
@@ -286,7 +285,7 @@ impl Tree {
         };
         // Sometimes give the handle up without cancelling.
         if rng.below(3) == 0 {
-            if let Some(h) = gone.handle.lock().unwrap().take() {
+            if let Some(h) = gone.handle.lock().take() {
                 h.disarm();
             }
         }
@@ -295,15 +294,15 @@ impl Tree {
 
     fn add_future(&self, rng: &mut Rng) {
         let r = self.pick(rng);
-        let mut futs = r.futures.lock().unwrap();
+        let mut futs = r.futures.lock();
         if futs.len() >= 4 {
             // Drop a pending one: it must unregister and leave nothing behind.
             let i = rng.below(futs.len());
             drop(futs.swap_remove(i));
             return;
         }
-        let flag = Arc::new(Flag(AtomicBool::new(false)));
-        let waker = Waker::from(flag.clone());
+        let flag = Shared::new(Flag(AtomicBool::new(false)));
+        let waker = flag.waker();
         let mut fut = Box::pin(r.ctx.done_owned());
         let pending = fut
             .as_mut()
@@ -318,11 +317,11 @@ impl Tree {
 
     fn add_callback(&self, rng: &mut Rng) {
         let r = self.pick(rng);
-        let mut cbs = r.callbacks.lock().unwrap();
+        let mut cbs = r.callbacks.lock();
         if cbs.len() >= 4 {
             return;
         }
-        let runs = Arc::new(AtomicUsize::new(0));
+        let runs = Shared::new(AtomicUsize::new(0));
         let token = DropToken(self.counts.closures_dropped.clone());
         self.counts.closures_made.fetch_add(1, Ordering::SeqCst);
         let rr = runs.clone();
@@ -341,7 +340,7 @@ impl Tree {
 
     fn stop_callback(&self, rng: &mut Rng) {
         let r = self.pick(rng);
-        let mut cbs = r.callbacks.lock().unwrap();
+        let mut cbs = r.callbacks.lock();
         if cbs.is_empty() {
             return;
         }
@@ -358,7 +357,7 @@ impl Tree {
     }
 
     fn spawn_waiter(&self, rng: &mut Rng) {
-        let mut waiters = self.waiters.lock().unwrap();
+        let mut waiters = self.waiters.lock();
         // Reap the waiters already woken (joining a finished thread does not block).
         let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *waiters)
             .into_iter()
@@ -401,12 +400,12 @@ fn stress_shared_tree() {
     let run_for = duration();
 
     let (root, root_handle) = Context::background().with_cancel();
-    let tree = Arc::new(Tree {
-        pool: Mutex::new(vec![Rec::new(root.clone(), None, None)]),
+    let tree = Shared::new(Tree {
+        pool: SpinLock::new(vec![Rec::new(root.clone(), None, None)]),
         counts: Counts::default(),
         stop: AtomicBool::new(false),
-        waiters: Mutex::new(Vec::new()),
-        waiters_live: Arc::new(AtomicUsize::new(0)),
+        waiters: SpinLock::new(Vec::new()),
+        waiters_live: Shared::new(AtomicUsize::new(0)),
     });
 
     let workers: Vec<_> = (0..threads)
@@ -428,11 +427,11 @@ fn stress_shared_tree() {
 
     // Cancel the root: everything is done, every waiter and future is woken.
     root_handle.cancel();
-    let pool: Vec<Arc<Rec>> = tree.pool.lock().unwrap().clone();
+    let pool: Vec<Shared<Rec>> = tree.pool.lock().clone();
     for r in &pool {
         r.check_done_and_woken();
     }
-    let waiters = std::mem::take(&mut *tree.waiters.lock().unwrap());
+    let waiters = std::mem::take(&mut *tree.waiters.lock());
     let give_up = Instant::now() + Duration::from_secs(10);
     while tree.waiters_live.load(Ordering::SeqCst) > 0 {
         assert!(
@@ -448,7 +447,7 @@ fn stress_shared_tree() {
     let ran: usize = pool
         .iter()
         .map(|r| {
-            let cbs = r.callbacks.lock().unwrap();
+            let cbs = r.callbacks.lock();
             cbs.iter()
                 .map(|cb| cb.runs.load(Ordering::SeqCst))
                 .sum::<usize>()
@@ -469,9 +468,9 @@ fn stress_shared_tree() {
 
     // Tear down and check that everything was freed exactly once.
     drop(pool);
-    tree.pool.lock().unwrap().clear();
+    tree.pool.lock().clear();
     drop((root, root_handle));
-    let tree = Arc::try_unwrap(tree)
+    let tree = Shared::try_unwrap(tree)
         .ok()
         .expect("no other owner of the tree");
     let counts = tree.counts;
@@ -496,19 +495,18 @@ fn stress_shared_tree() {
 /// count on the parent).
 #[test]
 fn stress_unlink_racing_cancel() {
-    use std::sync::Barrier;
     let _serial = serial();
     let baseline = ctxcore::live::snapshot();
     let rounds = if cfg!(miri) { 20 } else { 20_000 };
     let deadline = Instant::now() + duration();
-    let barrier = Arc::new(Barrier::new(2));
+    let barrier = Shared::new(SpinBarrier::new(2));
     type Children = Vec<(Context, CancelHandle)>;
-    let slot: Arc<Mutex<Option<Children>>> = Arc::new(Mutex::new(None));
+    let slot: Shared<SpinLock<Option<Children>>> = Shared::new(SpinLock::new(None));
     let (b, s) = (barrier.clone(), slot.clone());
     let dropper = std::thread::spawn(move || {
         for _ in 0..rounds {
             b.wait(); // children published
-            let children = s.lock().unwrap().take().expect("children");
+            let children = s.lock().take().expect("children");
             for (ctx, handle) in children {
                 handle.disarm();
                 drop(ctx);
@@ -521,7 +519,7 @@ fn stress_unlink_racing_cancel() {
         let (parent, handle) = Context::background().with_cancel();
         let children: Vec<_> = (0..4).map(|_| parent.with_cancel()).collect();
         let (kept, _kept_handle) = parent.with_cancel();
-        *slot.lock().unwrap() = Some(children);
+        *slot.lock() = Some(children);
         barrier.wait();
         handle.cancel();
         assert!(kept.is_done());
@@ -530,7 +528,7 @@ fn stress_unlink_racing_cancel() {
         if Instant::now() >= deadline {
             // Let the dropper finish its remaining rounds on empty work.
             for _ in done_rounds..rounds {
-                *slot.lock().unwrap() = Some(Vec::new());
+                *slot.lock() = Some(Vec::new());
                 barrier.wait();
                 barrier.wait();
             }

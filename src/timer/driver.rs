@@ -13,7 +13,7 @@ use super::entry::{Link, Op, TimerEntry};
 use super::wheel::{Wheel, TICK};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -27,26 +27,60 @@ const AWAKE: u64 = 0;
 struct Driver {
     inbox: AtomicPtr<Link>,
     next_wake: AtomicU64,
+}
+
+/// The inbox and the driver's published wake tick: plain statics, so the driver thread
+/// reaches them with no lazy initialisation to synchronize with.
+static DRIVER: Driver = Driver {
+    inbox: AtomicPtr::new(ptr::null_mut()),
+    next_wake: AtomicU64::new(AWAKE),
+};
+
+/// What exists once the driver thread runs: its clock origin and its handle.
+struct Started {
     start: Instant,
     thread: Thread,
 }
 
-static DRIVER: OnceLock<Driver> = OnceLock::new();
+/// Null until the driver is started; then the leaked `Started`, never changed again.
+/// Published with a Release store and read with an Acquire load, an edge ThreadSanitizer
+/// sees (a `OnceLock` publishes through `std`'s precompiled `Once`, which it cannot see).
+static STARTED: AtomicPtr<Started> = AtomicPtr::new(ptr::null_mut());
 
-fn driver() -> &'static Driver {
-    DRIVER.get_or_init(|| {
-        let start = Instant::now();
-        let handle = thread::Builder::new()
-            .name("ctxcore-timer".into())
-            .spawn(move || run(start))
-            .expect("ctxcore: cannot start the timer thread");
-        Driver {
-            inbox: AtomicPtr::new(ptr::null_mut()),
-            next_wake: AtomicU64::new(AWAKE),
-            start,
-            thread: handle.thread().clone(),
-        }
-    })
+/// Serializes starting the driver. It orders nothing the readers rely on: they read
+/// `STARTED` alone.
+static STARTING: Mutex<()> = Mutex::new(());
+
+/// The running driver, started on first use.
+fn started() -> &'static Started {
+    let p = STARTED.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: a non-null `STARTED` is a leaked `Started`, published by the Release store
+        // below, and never freed.
+        return unsafe { &*p };
+    }
+    start_driver()
+}
+
+#[cold]
+fn start_driver() -> &'static Started {
+    let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    let p = STARTED.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: as in `started`.
+        return unsafe { &*p };
+    }
+    let start = Instant::now();
+    let handle = thread::Builder::new()
+        .name("ctxcore-timer".into())
+        .spawn(move || run(start))
+        .expect("ctxcore: cannot start the timer thread");
+    let s: &'static Started = Box::leak(Box::new(Started {
+        start,
+        thread: handle.thread().clone(),
+    }));
+    STARTED.store(s as *const Started as *mut Started, Ordering::Release);
+    s
 }
 
 fn push(d: &Driver, link: *const Link) {
@@ -69,27 +103,29 @@ fn push(d: &Driver, link: *const Link) {
 
 /// Sends "arm" for `t`; unparks the driver if `t` is due before it plans to wake.
 pub(crate) fn submit_arm(t: *const TimerEntry) {
-    let d = driver();
+    let s = started();
+    let d = &DRIVER;
     // SAFETY: `t` is live (the driver's count is held until the driver handles it).
     let entry = unsafe { &*t };
     push(d, &entry.arm_link);
     let wake = d.next_wake.load(Ordering::SeqCst);
     if wake != AWAKE {
-        let due = entry.deadline.saturating_duration_since(d.start).as_nanos() / TICK.as_nanos();
+        let due = entry.deadline.saturating_duration_since(s.start).as_nanos() / TICK.as_nanos();
         if (due as u64) < wake {
-            d.thread.unpark();
+            s.thread.unpark();
         }
     }
 }
 
 /// Sends "disarm" for `t`. The driver handles it at its next turn (within [`MAX_SLEEP`]).
 pub(crate) fn submit_disarm(t: *const TimerEntry) {
+    // No need to start the driver: a disarm follows an arm, which started it.
     // SAFETY: as in `submit_arm`.
-    push(driver(), unsafe { &(*t).disarm_link });
+    push(&DRIVER, unsafe { &(*t).disarm_link });
 }
 
 fn run(start: Instant) {
-    let d = driver();
+    let d = &DRIVER;
     let mut wheel = Wheel::new(start);
     // Entries the driver holds a count on: armed and not yet fired or disarmed. While any
     // exists the driver never sleeps longer than MAX_SLEEP, so a disarm is handled promptly

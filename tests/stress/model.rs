@@ -13,18 +13,17 @@
 //! so the model never races the timer thread; the multi-thread tests of this file and of
 //! tests/retention.rs cover the races. `CTXCORE_MODEL_SEEDS` sets the number of seeds.
 
+use super::spin::{Shared, SharedWake};
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::Rng;
 
 /// Counts its drops.
-pub(super) struct Token(pub(super) Arc<AtomicUsize>);
+pub(super) struct Token(pub(super) Shared<AtomicUsize>);
 
 impl Drop for Token {
     fn drop(&mut self) {
@@ -49,8 +48,8 @@ impl std::error::Error for Why {}
 
 struct NoopTask;
 
-impl Wake for NoopTask {
-    fn wake(self: Arc<Self>) {}
+impl SharedWake for NoopTask {
+    fn wake(&self) {}
 }
 
 /// The model of one cancellable node.
@@ -75,8 +74,8 @@ struct Cb {
     after: Option<AfterFunc>,
     stopped: bool,
     node: Option<usize>,
-    ran: Arc<AtomicUsize>,
-    dropped: Arc<AtomicUsize>,
+    ran: Shared<AtomicUsize>,
+    dropped: Shared<AtomicUsize>,
     /// Model: ran, stopped (by a true `stop`), or dropped unrun.
     settled: bool,
     expect_ran: bool,
@@ -185,8 +184,8 @@ fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize) {
 fn run_seed(seed: u64, steps: usize) {
     let mut rng = Rng(seed | 1);
     let mut model = Model { nodes: Vec::new() };
-    let values_made = Arc::new(AtomicUsize::new(0));
-    let values_dropped = Arc::new(AtomicUsize::new(0));
+    let values_made = Shared::new(AtomicUsize::new(0));
+    let values_dropped = Shared::new(AtomicUsize::new(0));
     let mut held = vec![Held {
         ctx: Context::background(),
         node: None,
@@ -194,9 +193,9 @@ fn run_seed(seed: u64, steps: usize) {
     }];
     let mut handles: Vec<(usize, CancelHandle)> = Vec::new();
     let mut cbs: Vec<Cb> = Vec::new();
-    let task = Arc::new(NoopTask);
-    let waker = Waker::from(task.clone());
-    let base_wakers = Arc::strong_count(&task);
+    let task = Shared::new(NoopTask);
+    let waker = task.waker();
+    let base_wakers = Shared::strong_count(&task);
     // Pending futures and whether the model says they hold a waker clone.
     let mut futures: Vec<(Pin<Box<ctxcore::DoneOwned>>, Option<usize>)> = Vec::new();
     let mut causes = 0;
@@ -283,8 +282,8 @@ fn run_seed(seed: u64, steps: usize) {
                 held.swap_remove(rng.below(held.len() - 1) + 1);
             }
             10 => {
-                let ran = Arc::new(AtomicUsize::new(0));
-                let dropped = Arc::new(AtomicUsize::new(0));
+                let ran = Shared::new(AtomicUsize::new(0));
+                let dropped = Shared::new(AtomicUsize::new(0));
                 let (r, token) = (ran.clone(), Token(dropped.clone()));
                 let after = held[pick].ctx.after_func(move || {
                     let _t = &token;
@@ -356,7 +355,7 @@ fn run_seed(seed: u64, steps: usize) {
             .filter(|(_, n)| n.is_some_and(|n| model.can_be_done(n)))
             .count();
         assert_eq!(
-            Arc::strong_count(&task),
+            Shared::strong_count(&task),
             base_wakers + registered,
             "step {step}: waker clones"
         );
@@ -364,7 +363,7 @@ fn run_seed(seed: u64, steps: usize) {
     // Teardown, in random order: each handle disarmed or dropped.
     drop(futures);
     assert_eq!(
-        Arc::strong_count(&task),
+        Shared::strong_count(&task),
         base_wakers,
         "wakers after teardown"
     );

@@ -19,17 +19,18 @@
 //! are back to their baseline (behaviour 14: what nobody can observe is not kept).
 
 use super::model::{Token, Why};
+use super::spin::SpinLock;
+use super::spin::{Shared, SharedWake};
 use super::Rng;
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 /// A pending `done_owned()` future and the flag its waker sets.
-type PendingFuture = (Pin<Box<ctxcore::DoneOwned>>, Arc<Flag>);
+type PendingFuture = (Pin<Box<ctxcore::DoneOwned>>, Shared<Flag>);
 
 /// The longest deadline of the run: teardown waits past it.
 const LONG: Duration = Duration::from_millis(300);
@@ -47,18 +48,15 @@ enum Link {
 /// A waker that counts how many clones of it are alive and whether it was woken.
 struct Flag(AtomicBool);
 
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
+impl SharedWake for Flag {
+    fn wake(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 }
 
 struct Cb {
     after: AfterFunc,
-    runs: Arc<AtomicUsize>,
+    runs: Shared<AtomicUsize>,
     stopped: bool,
 }
 
@@ -66,17 +64,17 @@ struct Cb {
 struct Rec {
     ctx: Context,
     link: Link,
-    parent: Option<Arc<Rec>>,
-    handle: Mutex<Option<CancelHandle>>,
+    parent: Option<Shared<Rec>>,
+    handle: SpinLock<Option<CancelHandle>>,
     /// Causes passed to `cancel*()` calls on this node, recorded before each call
     /// (`usize::MAX`: no cause).
-    causes: Mutex<Vec<usize>>,
+    causes: SpinLock<Vec<usize>>,
     /// Set once a `cancel()` of this node has returned.
     cancelled: AtomicBool,
-    futures: Mutex<Vec<PendingFuture>>,
-    callbacks: Mutex<Vec<Cb>>,
+    futures: SpinLock<Vec<PendingFuture>>,
+    callbacks: SpinLock<Vec<Cb>>,
     /// `(err, cause id)` the first time it was seen done.
-    first: Mutex<Option<(Error, Option<usize>)>>,
+    first: SpinLock<Option<(Error, Option<usize>)>>,
 }
 
 fn cause_id(ctx: &Context) -> Option<usize> {
@@ -85,17 +83,17 @@ fn cause_id(ctx: &Context) -> Option<usize> {
 }
 
 impl Rec {
-    fn new(ctx: Context, link: Link, parent: Option<Arc<Rec>>, h: Option<CancelHandle>) -> Rec {
+    fn new(ctx: Context, link: Link, parent: Option<Shared<Rec>>, h: Option<CancelHandle>) -> Rec {
         Rec {
             ctx,
             link,
             parent,
-            handle: Mutex::new(h),
-            causes: Mutex::new(Vec::new()),
+            handle: SpinLock::new(h),
+            causes: SpinLock::new(Vec::new()),
             cancelled: AtomicBool::new(false),
-            futures: Mutex::new(Vec::new()),
-            callbacks: Mutex::new(Vec::new()),
-            first: Mutex::new(None),
+            futures: SpinLock::new(Vec::new()),
+            callbacks: SpinLock::new(Vec::new()),
+            first: SpinLock::new(None),
         }
     }
 
@@ -129,7 +127,7 @@ impl Rec {
             Error::Canceled => {
                 let called: Vec<usize> = self
                     .sources()
-                    .flat_map(|r| r.causes.lock().unwrap().clone())
+                    .flat_map(|r| r.causes.lock().clone())
                     .collect();
                 assert!(!called.is_empty(), "Canceled with no cancel() called");
                 let want = id.unwrap_or(usize::MAX);
@@ -144,7 +142,7 @@ impl Rec {
                 assert_eq!(id, None, "a deadline's cause is the error itself");
             }
         }
-        let mut first = self.first.lock().unwrap();
+        let mut first = self.first.lock();
         match *first {
             None => *first = Some((err, id)),
             Some(f) => assert_eq!(f, (err, id), "err() or cause() changed"),
@@ -157,13 +155,13 @@ impl Rec {
             self.ctx.is_done(),
             "a cancel() returned before a descendant was done"
         );
-        for (_, flag) in self.futures.lock().unwrap().iter() {
+        for (_, flag) in self.futures.lock().iter() {
             assert!(
                 flag.0.load(Ordering::SeqCst),
                 "a pending future was not woken"
             );
         }
-        for cb in self.callbacks.lock().unwrap().iter() {
+        for cb in self.callbacks.lock().iter() {
             let runs = cb.runs.load(Ordering::SeqCst);
             assert_eq!(runs, usize::from(!cb.stopped), "callback ran {runs} times");
         }
@@ -177,30 +175,30 @@ impl Rec {
 #[derive(Default)]
 struct Counts {
     closures_made: AtomicUsize,
-    closures_dropped: Arc<AtomicUsize>,
+    closures_dropped: Shared<AtomicUsize>,
     values_made: AtomicUsize,
-    values_dropped: Arc<AtomicUsize>,
-    flags: Mutex<Vec<Arc<Flag>>>,
+    values_dropped: Shared<AtomicUsize>,
+    flags: SpinLock<Vec<Shared<Flag>>>,
     next_cause: AtomicUsize,
     ops: AtomicUsize,
 }
 
 struct Tree {
-    pool: Mutex<Vec<Arc<Rec>>>,
+    pool: SpinLock<Vec<Shared<Rec>>>,
     counts: Counts,
     stop: AtomicBool,
 }
 
 impl Tree {
-    fn pick(&self, rng: &mut Rng) -> Arc<Rec> {
-        let pool = self.pool.lock().unwrap();
+    fn pick(&self, rng: &mut Rng) -> Shared<Rec> {
+        let pool = self.pool.lock();
         pool[rng.below(pool.len())].clone()
     }
 
-    fn flag(&self) -> (Arc<Flag>, Waker) {
-        let flag = Arc::new(Flag(AtomicBool::new(false)));
-        self.counts.flags.lock().unwrap().push(flag.clone());
-        let waker = Waker::from(flag.clone());
+    fn flag(&self) -> (Shared<Flag>, Waker) {
+        let flag = Shared::new(Flag(AtomicBool::new(false)));
+        self.counts.flags.lock().push(flag.clone());
+        let waker = flag.waker();
         (flag, waker)
     }
 
@@ -243,7 +241,7 @@ impl Tree {
     }
 
     fn derive(&self, rng: &mut Rng) {
-        if self.pool.lock().unwrap().len() >= 150 {
+        if self.pool.lock().len() >= 150 {
             return self.drop_one(rng);
         }
         let parent = self.pick(rng);
@@ -276,25 +274,25 @@ impl Tree {
             );
         }
         rec.check();
-        self.pool.lock().unwrap().push(Arc::new(rec));
+        self.pool.lock().push(Shared::new(rec));
     }
 
     fn cancel(&self, rng: &mut Rng) {
         let r = self.pick(rng);
         {
-            let h = r.handle.lock().unwrap();
+            let h = r.handle.lock();
             let Some(h) = h.as_ref() else { return };
             if rng.below(2) == 0 {
-                r.causes.lock().unwrap().push(usize::MAX);
+                r.causes.lock().push(usize::MAX);
                 h.cancel();
             } else {
                 let id = self.counts.next_cause.fetch_add(1, Ordering::Relaxed);
-                r.causes.lock().unwrap().push(id);
+                r.causes.lock().push(id);
                 h.cancel_with_cause(Why(id));
             }
         }
         r.cancelled.store(true, Ordering::SeqCst);
-        let snapshot: Vec<Arc<Rec>> = self.pool.lock().unwrap().clone();
+        let snapshot: Vec<Shared<Rec>> = self.pool.lock().clone();
         for d in snapshot.iter().filter(|d| d.reached_by(&r)) {
             d.check_cancelled();
             d.check();
@@ -303,7 +301,7 @@ impl Tree {
 
     fn disarm(&self, rng: &mut Rng) {
         let r = self.pick(rng);
-        let h = r.handle.lock().unwrap().take();
+        let h = r.handle.lock().take();
         if let Some(h) = h {
             h.disarm();
         }
@@ -312,7 +310,7 @@ impl Tree {
 
     fn drop_one(&self, rng: &mut Rng) {
         let gone = {
-            let mut pool = self.pool.lock().unwrap();
+            let mut pool = self.pool.lock();
             if pool.len() <= 1 {
                 return;
             }
@@ -328,14 +326,14 @@ impl Tree {
         for p in parts {
             match p {
                 0 => {
-                    let h = gone.handle.lock().unwrap().take();
+                    let h = gone.handle.lock().take();
                     if h.is_some() {
-                        gone.causes.lock().unwrap().push(usize::MAX);
+                        gone.causes.lock().push(usize::MAX);
                     }
                     drop(h);
                 }
-                1 => drop(std::mem::take(&mut *gone.futures.lock().unwrap())),
-                _ => drop(std::mem::take(&mut *gone.callbacks.lock().unwrap())),
+                1 => drop(std::mem::take(&mut *gone.futures.lock())),
+                _ => drop(std::mem::take(&mut *gone.callbacks.lock())),
             }
         }
         drop(gone);
@@ -343,7 +341,7 @@ impl Tree {
 
     fn future(&self, rng: &mut Rng) {
         let r = self.pick(rng);
-        let mut futs = r.futures.lock().unwrap();
+        let mut futs = r.futures.lock();
         if futs.len() >= 3 {
             // A pending future dropped: its waker must go with it.
             let i = rng.below(futs.len());
@@ -362,11 +360,11 @@ impl Tree {
 
     fn callback(&self, rng: &mut Rng) {
         let r = self.pick(rng);
-        let mut cbs = r.callbacks.lock().unwrap();
+        let mut cbs = r.callbacks.lock();
         if cbs.len() >= 3 {
             return;
         }
-        let runs = Arc::new(AtomicUsize::new(0));
+        let runs = Shared::new(AtomicUsize::new(0));
         self.counts.closures_made.fetch_add(1, Ordering::SeqCst);
         let token = Token(self.counts.closures_dropped.clone());
         let (rr, ctx) = (runs.clone(), r.ctx.clone());
@@ -384,7 +382,7 @@ impl Tree {
 
     fn stop_one(&self, rng: &mut Rng) {
         let r = self.pick(rng);
-        let mut cbs = r.callbacks.lock().unwrap();
+        let mut cbs = r.callbacks.lock();
         if cbs.is_empty() {
             return;
         }
@@ -404,8 +402,8 @@ impl Tree {
 fn run_round(seed: u64, run_for: Duration) {
     let baseline = ctxcore::live::snapshot();
     let (root, root_handle) = Context::background().with_cancel();
-    let tree = Arc::new(Tree {
-        pool: Mutex::new(vec![Arc::new(Rec::new(root, Link::Root, None, None))]),
+    let tree = Shared::new(Tree {
+        pool: SpinLock::new(vec![Shared::new(Rec::new(root, Link::Root, None, None))]),
         counts: Counts::default(),
         stop: AtomicBool::new(false),
     });
@@ -413,7 +411,7 @@ fn run_round(seed: u64, run_for: Duration) {
         .map(|i| {
             let tree = tree.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng(seed ^ ((i + 1) * 0x9E37_79B9_7F4A_7C15));
+                let mut rng = Rng(seed ^ (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 while !tree.stop.load(Ordering::Relaxed) {
                     tree.step(&mut rng);
                 }
@@ -431,17 +429,17 @@ fn run_round(seed: u64, run_for: Duration) {
     // dropped, then everything goes, in an order the seed picks.
     root_handle.disarm();
     let mut rng = Rng(seed | 1);
-    let mut pool = std::mem::take(&mut *tree.pool.lock().unwrap());
+    let mut pool = std::mem::take(&mut *tree.pool.lock());
     for r in &pool {
         r.check();
-        let mut stopped = r.callbacks.lock().unwrap();
+        let mut stopped = r.callbacks.lock();
         for cb in stopped.iter_mut().filter(|cb| cb.stopped) {
             assert_eq!(cb.runs.load(Ordering::SeqCst), 0, "a stopped closure ran");
         }
         drop(stopped);
-        if let Some(h) = r.handle.lock().unwrap().take() {
+        if let Some(h) = r.handle.lock().take() {
             if rng.below(4) == 0 {
-                r.causes.lock().unwrap().push(usize::MAX);
+                r.causes.lock().push(usize::MAX);
                 drop(h);
             } else {
                 h.disarm();
@@ -452,7 +450,7 @@ fn run_round(seed: u64, run_for: Duration) {
         pool.swap(i, rng.below(i + 1));
     }
     drop(pool);
-    let tree = Arc::try_unwrap(tree)
+    let tree = Shared::try_unwrap(tree)
         .ok()
         .expect("no other owner of the tree");
     let counts = tree.counts;
@@ -466,9 +464,8 @@ fn run_round(seed: u64, run_for: Duration) {
         let wakers = counts
             .flags
             .lock()
-            .unwrap()
             .iter()
-            .filter(|f| Arc::strong_count(f) > 1)
+            .filter(|f| Shared::strong_count(f) > 1)
             .count();
         let settled = closures == counts.closures_made.load(Ordering::SeqCst)
             && values == counts.values_made.load(Ordering::SeqCst)
@@ -494,7 +491,7 @@ fn run_round(seed: u64, run_for: Duration) {
          {} values, {} wakers, all gone",
         counts.closures_made.load(Ordering::SeqCst),
         counts.values_made.load(Ordering::SeqCst),
-        counts.flags.lock().unwrap().len(),
+        counts.flags.lock().len(),
     );
 }
 
