@@ -158,7 +158,7 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
         state::is_open(parent_word) || state::is_done(parent_word)
     });
     let parent_deadline = parent.and_then(|p| p.node().deadline);
-    // A child whose parent's deadline comes first arms nothing (DESIGN.md point 5).
+    // A child whose parent's deadline comes first arms nothing.
     let (deadline, arm) = match (parent_deadline, own) {
         (Some(p), Some(d)) if p <= d => (Some(p), None),
         (_, Some(d)) => (Some(d), Some(d)),

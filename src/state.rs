@@ -35,7 +35,7 @@
 //! reason and cause, and it detaches the whole list for the winner to walk (a push that
 //! comes later sees DONE and fails). So a reader that sees DONE sees the cause, a cancel is
 //! one locked instruction, and no push can slip in between "done" and "closed". This is
-//! also why the crate needs no arc-swap for the cause (DESIGN.md point 4 leaves it to us).
+//! also why the crate needs no arc-swap for the cause.
 //!
 //! Orderings: the winning CAS is `AcqRel` (Release publishes the cause's contents and what
 //! the canceller wrote before; Acquire makes the detached entries, pushed with Release,
