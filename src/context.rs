@@ -5,6 +5,7 @@
 //! `todo()` differs from `background()` only by pointing at a static marker map.
 
 use crate::callback::AfterFunc;
+use crate::clock::{ClockSlot, Queue};
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
 use crate::node::{self, NodeRef};
@@ -14,6 +15,7 @@ use crate::wait::{self, Done, DoneOwned};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -106,11 +108,13 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(ctxcore::Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.derive(Some(deadline))
+        self.derive_on(Some(deadline), self.clock_queue())
     }
 
-    /// `with_deadline(Instant::now() + timeout)`. A timeout too large to represent (such as
-    /// `Duration::MAX`) means no deadline of its own; it never panics.
+    /// `with_deadline(now + timeout)`, `now` read on this context's
+    /// [`clock`](Context::clock) (`Instant::now()` under `background()`). A timeout too
+    /// large to represent (such as `Duration::MAX`) means no deadline of its own; it never
+    /// panics.
     ///
     /// ```
     /// use std::time::Duration;
@@ -122,11 +126,22 @@ impl Context {
     /// assert!(ctx.err().unwrap().is_timeout());
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
-        self.derive(Instant::now().checked_add(timeout))
+        let own = self.clock_now().checked_add(timeout);
+        self.derive_on(own, self.clock_queue())
     }
 
     fn derive(&self, own: Option<Instant>) -> (Context, CancelHandle) {
-        let (ctx_ref, handle_ref) = node::derive(self.node.as_ref(), own);
+        self.derive_on(own, None)
+    }
+
+    /// Derives a node whose own deadline (if any) is measured and fired by `clock` (`None`:
+    /// the system clock).
+    fn derive_on(
+        &self,
+        own: Option<Instant>,
+        clock: Option<&Arc<Queue>>,
+    ) -> (Context, CancelHandle) {
+        let (ctx_ref, handle_ref) = node::derive(self.node.as_ref(), own, clock);
         (
             Context {
                 node: Some(ctx_ref),
@@ -394,6 +409,30 @@ impl Context {
     pub(crate) fn node_ref(&self) -> Option<&NodeRef> {
         self.node.as_ref()
     }
+
+    /// The queue of this tree's clock, carried as a hidden value (`clock/mod.rs`); `None`
+    /// for the system clock.
+    #[inline]
+    pub(crate) fn clock_queue(&self) -> Option<&Arc<Queue>> {
+        Some(&self.values.as_ref()?.get::<ClockSlot>()?.0)
+    }
+
+    /// The time on this tree's clock.
+    #[inline]
+    pub(crate) fn clock_now(&self) -> Instant {
+        match self.clock_queue() {
+            None => Instant::now(),
+            Some(q) => q.now_of_clock(),
+        }
+    }
+
+    /// The root of a manual or tokio clock's tree.
+    pub(crate) fn with_clock_slot(slot: ClockSlot) -> Context {
+        Context {
+            node: None,
+            values: Some(ValueRef::with(None, slot)),
+        }
+    }
 }
 
 impl Default for Context {
@@ -405,16 +444,21 @@ impl Default for Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let values = self.values.as_ref().map_or(0, ValueRef::len);
+        let hidden = usize::from(self.clock_queue().is_some());
+        let values = self.values.as_ref().map_or(0, ValueRef::len) - hidden;
         match (&self.node, &self.values) {
             (None, None) => f.write_str("Context::background()"),
             (None, Some(v)) if v.is_todo() => f.write_str("Context::todo()"),
-            _ => f
-                .debug_struct("Context")
-                .field("err", &self.err())
-                .field("deadline", &self.deadline())
-                .field("values", &values)
-                .finish(),
+            _ => {
+                let mut d = f.debug_struct("Context");
+                d.field("err", &self.err())
+                    .field("deadline", &self.deadline())
+                    .field("values", &values);
+                if hidden == 1 {
+                    d.field("clock", &self.clock());
+                }
+                d.finish()
+            }
         }
     }
 }

@@ -34,7 +34,8 @@
 //! - `wait.rs`: waiters for futures and threads on one `AtomicWaker` mechanism.
 //! - `callback.rs`: `after_func` and the claim protocol of `stop()`.
 //! - `inert.rs`: contexts that can never be done any more, and what they let go.
-//! - `timer/`: the process-wide timer driver and its hashed wheel.
+//! - `timer/`: the process-wide timer driver (the system clock's) and its hashed wheel.
+//! - `clock/`: clocks chosen per tree; the deadline queue of manual and tokio clocks.
 //! - `value.rs`: the flattened value map.
 //! - `live.rs`: leak counters.
 //! - `sync.rs`: the std/loom shim everything above imports from.
@@ -45,6 +46,7 @@
 
 mod callback;
 mod cancel;
+pub mod clock;
 mod context;
 mod error;
 mod handle;

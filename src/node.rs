@@ -17,6 +17,7 @@
 //! never be done and behaves as `background()` (behaviour 14).
 
 use crate::cancel::cancel;
+use crate::clock::Queue;
 use crate::error::Error;
 use crate::inert;
 use crate::list::{self, Entry, Kind, Listeners};
@@ -24,6 +25,7 @@ use crate::state::{self, State};
 use crate::sync::{AtomicU8, Ordering};
 use crate::timer::{self, TimerEntry};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The cancellation part of a context.
@@ -150,7 +152,13 @@ impl Drop for NodeRef {
 /// Derives a cancellable node under `parent` (`None`: a parent that can never be done, so
 /// the node registers nowhere), with its own deadline `own` if any. Returns two counted
 /// references: one for the `Context`, one for the `CancelHandle`.
-pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef, NodeRef) {
+///
+/// `clock` measures and fires the node's own deadline (`None`: the system clock).
+pub(crate) fn derive(
+    parent: Option<&NodeRef>,
+    own: Option<Instant>,
+    clock: Option<&Arc<Queue>>,
+) -> (NodeRef, NodeRef) {
     let mut parent_word = 0;
     // A parent that can never be done is no parent at all: register nowhere (behaviour 14).
     let parent = parent.filter(|p| {
@@ -169,7 +177,11 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
         return pair(Node::born_done(state::inherit(parent_word), deadline), 2);
     }
     if let Some(d) = arm {
-        if d <= Instant::now() {
+        let now = match clock {
+            None => Instant::now(),
+            Some(q) => q.now_of_clock(),
+        };
+        if d <= now {
             // Behaviour 5: a deadline already past, no timer armed.
             return pair(
                 Node::born_done(state::done_word(Error::DeadlineExceeded, None), deadline),
@@ -187,7 +199,7 @@ pub(crate) fn derive(parent: Option<&NodeRef>, own: Option<Instant>) -> (NodeRef
         sources: AtomicU8::new(sources),
         ..Node::root_child(deadline)
     };
-    let timer = arm.map(TimerEntry::new);
+    let timer = arm.map(|d| TimerEntry::new(d, clock.cloned()));
     if let Some(t) = timer {
         node.timer = t;
     }

@@ -17,6 +17,13 @@ pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
+// The one lock of the crate: a manual or tokio clock's queue of deadlines (`clock/queue.rs`).
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+
 // Fences: the crate uses none. Where a count reaches zero, an Acquire load of the count
 // stands in for `fence(Acquire)` (ThreadSanitizer does not model fences). Should one be
 // needed, it must come from this shim: a `std` fence is invisible to loom.

@@ -436,3 +436,83 @@ fn client_that_sends_headers_and_vanishes_is_client_gone() {
     ctxcore::live::wait_for_baseline(&baseline, Duration::from_secs(2))
         .unwrap_or_else(|r| panic!("{r}"));
 }
+
+/// Behaviour 30: on a root of a manual clock, a request's deadline is exactly
+/// `now() + grpc-timeout` (or `+ default_timeout`), advancing past it answers 504, and the
+/// client layer writes the time left on that clock.
+#[test]
+fn layers_measure_on_the_request_context_clock() {
+    use ctxcore::clock::Clock;
+    let clock = Clock::manual();
+    let root = Context::root(&clock);
+    // Exact deadlines.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let layer = RequestContextLayer::new(&root).default_timeout(Duration::from_secs(30));
+    let mut svc = echo_ctx(layer, tx);
+    let t0 = clock.now();
+    rt().block_on(async {
+        let _ = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request_with(Some("1500m")))
+            .await
+            .unwrap();
+        let _ = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request_with(None))
+            .await
+            .unwrap();
+    });
+    let with_header = rx.recv().unwrap();
+    let with_default = rx.recv().unwrap();
+    assert_eq!(
+        with_header.deadline(),
+        Some(t0 + Duration::from_millis(1500))
+    );
+    assert_eq!(with_default.deadline(), Some(t0 + Duration::from_secs(30)));
+    assert_eq!(with_header.clock().now(), t0);
+
+    // A handler that never answers: the 504 comes when the clock passes the deadline, and
+    // not before, however long real time runs.
+    let mut slow = ServiceBuilder::new()
+        .layer(RequestContextLayer::new(&root).default_timeout(Duration::from_secs(5)))
+        .service_fn(|_req: Request<String>| async {
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+    rt().block_on(async {
+        let call = slow.ready().await.unwrap().call(request_with(None));
+        let mut call = std::pin::pin!(call);
+        let early = tokio::time::timeout(Duration::from_millis(50), call.as_mut()).await;
+        assert!(early.is_err(), "no answer before the manual clock moves");
+        let c = clock.clone();
+        std::thread::spawn(move || c.advance(Duration::from_secs(5)))
+            .join()
+            .unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(res.status(), 504);
+    });
+
+    // The client layer: the time left on the request context's clock.
+    let (ctx, _h) = root.with_timeout(Duration::from_secs(3));
+    clock.advance(Duration::from_secs(1));
+    rt().block_on(async {
+        let mut c = client(Duration::ZERO);
+        let res = c
+            .ready()
+            .await
+            .unwrap()
+            .call(outgoing(Some(&ctx), None))
+            .await
+            .unwrap();
+        let (timeout, _) = res.body().split_once('|').unwrap();
+        let sent = grpc_timeout::parse(&HeaderValue::from_str(timeout).unwrap());
+        assert_eq!(sent, Some(Duration::from_secs(2)), "{timeout}");
+    });
+}

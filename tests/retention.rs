@@ -199,6 +199,34 @@ fn disarmed_deadline_context_is_freed_at_once() {
     assert_eq!(now.timers, base.timers);
 }
 
+/// Behaviour 31: the same on a manual clock: its queue entry goes with the context.
+#[test]
+fn disarmed_deadline_context_on_a_manual_clock_is_freed_at_once() {
+    let _leaks = common::leak_check();
+    let n = common::scaled(500_000);
+    let clock = ctxcore::clock::Clock::manual();
+    let root = Context::root(&clock);
+    let base = ctxcore::live::snapshot();
+    disarm_and_drop_under(&root, 10_000);
+    let peak_root = disarm_and_drop_under(&root, n);
+    let (parent, _ph) = root.with_cancel();
+    let peak_child = disarm_and_drop_under(&parent, n);
+    if common::isolated() {
+        assert!(
+            peak_root < 4 * MB,
+            "under the root: {peak_root} bytes retained"
+        );
+        assert!(
+            peak_child < 4 * MB,
+            "under a cancellable parent: {peak_child} bytes"
+        );
+    }
+    let now = ctxcore::live::snapshot();
+    assert_eq!(now.contexts, base.contexts + 1);
+    assert_eq!(now.timers, base.timers);
+    assert!(format!("{clock:?}").contains("pending: 0"), "{clock:?}");
+}
+
 /// Item 3: a pending `after_func` keeps a disarmed deadline context, and runs at it.
 #[test]
 fn pending_callback_on_a_disarmed_deadline_context_runs_at_the_deadline() {

@@ -2,7 +2,7 @@
 //! and baggage, is not sent when its context is already done, and is dropped as soon as the
 //! context is done.
 
-use super::{grpc_timeout, now, Baggage};
+use super::{grpc_timeout, Baggage};
 use crate::{Context, DoneOwned};
 use http::Request;
 use std::future::Future;
@@ -85,7 +85,7 @@ pub struct PropagateDeadline<S> {
 fn write_headers<B>(ctx: &Context, req: &mut Request<B>) {
     let headers = req.headers_mut();
     if let Some(deadline) = ctx.deadline() {
-        let left = deadline.saturating_duration_since(now());
+        let left = deadline.saturating_duration_since(ctx.clock_now());
         let earlier = headers
             .get(grpc_timeout::HEADER)
             .and_then(grpc_timeout::parse)

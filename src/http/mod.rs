@@ -53,7 +53,6 @@ pub use extract::Ctx;
 pub use server::{RequestContext, RequestContextLayer, ResponseFuture};
 
 use std::fmt;
-use std::time::Instant;
 
 /// The cause of a request's context when the client went away before the response was
 /// over: the service future or the response body was dropped before the end.
@@ -74,9 +73,3 @@ impl fmt::Display for ClientGone {
 }
 
 impl std::error::Error for ClientGone {}
-
-/// The one place this module reads the time: deadlines from `grpc-timeout` and the time
-/// left on outgoing requests are measured from here.
-fn now() -> Instant {
-    Instant::now()
-}

@@ -8,7 +8,7 @@
 //! with [`ClientGone`]; a deadline that passes first drops the handler and answers 504 (or
 //! gRPC `DEADLINE_EXCEEDED`).
 
-use super::{grpc_timeout, now, Baggage, ClientGone, ContextBody};
+use super::{grpc_timeout, Baggage, ClientGone, ContextBody};
 use crate::{CancelHandle, Context, DoneOwned, Error};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
@@ -126,9 +126,10 @@ impl<S> RequestContext<S> {
             (Some(t), Some(max)) => Some(t.min(max)),
             (t, max) => t.or(max),
         };
-        // A timeout too far away to represent means no deadline of the request's own.
-        let (ctx, handle) = match timeout.and_then(|t| now().checked_add(t)) {
-            Some(deadline) => layer.root.with_deadline(deadline),
+        // Measured on the root's clock (behaviour 30); a timeout too far away to represent
+        // means no deadline of the request's own.
+        let (ctx, handle) = match timeout {
+            Some(t) => layer.root.with_timeout(t),
             None => layer.root.with_cancel(),
         };
         match Baggage::from_headers(req.headers()) {

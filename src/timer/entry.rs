@@ -20,10 +20,13 @@
 //! winner, after the node's "arm" was sent (arming happens before the node is shared), so
 //! the driver always sees them in that order.
 
+use crate::cancel::Panic;
+use crate::clock::Queue;
 use crate::list::{self, Entry};
 use crate::live;
 use crate::sync::epoch;
 use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Ordering, UnsafeCell};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) const ARMED: u8 = 0;
@@ -63,12 +66,17 @@ pub(crate) struct TimerEntry {
     pub(crate) deadline: Instant,
     pub(crate) arm_link: Link,
     pub(crate) disarm_link: Link,
+    /// Who fires the entry: the process's timer driver (`None`, the system clock), or the
+    /// queue of a manual or tokio clock (`clock/queue.rs`). Set at birth, never changed.
+    pub(crate) queue: Option<Arc<Queue>>,
+    /// Bookkeeping of whoever fires the entry: the driver thread's wheel position, or the
+    /// queue's key (`tick` holds its sequence number, read and written under its lock).
     pub(crate) pos: UnsafeCell<WheelPos>,
 }
 
 impl TimerEntry {
-    /// A fresh, unarmed entry for `deadline`.
-    pub(crate) fn new(deadline: Instant) -> *const TimerEntry {
+    /// A fresh, unarmed entry for `deadline`, fired by `queue` (`None`: the timer driver).
+    pub(crate) fn new(deadline: Instant, queue: Option<Arc<Queue>>) -> *const TimerEntry {
         live::add(live::Counter::Timers, 1);
         let link = |op| Link {
             next: AtomicPtr::new(std::ptr::null_mut()),
@@ -81,6 +89,7 @@ impl TimerEntry {
             deadline,
             arm_link: link(Op::Arm),
             disarm_link: link(Op::Disarm),
+            queue,
             pos: UnsafeCell::new(WheelPos {
                 tick: 0,
                 slot: 0,
@@ -111,7 +120,8 @@ impl TimerEntry {
     ///
     /// # Safety
     ///
-    /// Driver thread only (the only thread that touches `pos`).
+    /// Driver thread only (the only thread that touches `pos`), or, for an entry of a
+    /// queue, with that queue's lock held.
     pub(crate) unsafe fn pos(&self) -> WheelPos {
         // SAFETY: per the contract, no other thread accesses the cell.
         self.pos.with_mut(|p| unsafe { *p })
@@ -121,7 +131,7 @@ impl TimerEntry {
     ///
     /// # Safety
     ///
-    /// Driver thread only.
+    /// As for [`pos`](TimerEntry::pos).
     pub(crate) unsafe fn set_pos(&self, pos: WheelPos) {
         // SAFETY: per the contract, no other thread accesses the cell.
         self.pos.with_mut(|p| unsafe { *p = pos });
@@ -142,6 +152,19 @@ impl TimerEntry {
     ///
     /// The caller holds the driver's count on `self`.
     pub(crate) unsafe fn fire(&self) -> bool {
+        // A panicking `after_func` on the timer thread must not kill the driver; the panic
+        // hook has already reported it.
+        // SAFETY: as for this function.
+        unsafe { self.fire_catching() }.0
+    }
+
+    /// [`fire`](TimerEntry::fire), handing back the first panic of an `after_func` callback
+    /// it ran (a manual clock's `advance` re-raises it once everything due has fired).
+    ///
+    /// # Safety
+    ///
+    /// As for [`fire`](TimerEntry::fire).
+    pub(crate) unsafe fn fire_catching(&self) -> (bool, Option<Panic>) {
         // AcqRel: Acquire sees the node pointer written before arming; Release orders the
         // cancel after our win for a disarmer that loses.
         if self
@@ -149,7 +172,7 @@ impl TimerEntry {
             .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return false;
+            return (false, None);
         }
         live::add(live::Counter::Timers, -1);
         // SAFETY: the TIMER claim, ours since the CAS, keeps the node from being finalized
@@ -157,18 +180,17 @@ impl TimerEntry {
         let node = unsafe { &*self.node };
         // A node nobody holds can never be observed: firing it would only cost a walk of
         // dead entries (its finalizer frees them). Counts never rise from zero.
+        let mut panic = None;
         if node.has_holders() {
             let word = crate::state::done_word(crate::Error::DeadlineExceeded, None);
-            // A panicking `after_func` on the timer thread must not kill the driver; the
-            // panic hook has already reported it.
-            let _ = crate::cancel::cancel_catching(self.node, word);
+            panic = crate::cancel::cancel_catching(self.node, word).err();
         }
         if node.give_up_timer() {
             let guard = &epoch::pin();
             // SAFETY: TIMER was the node's last claim and we gave it up; pinned.
             unsafe { list::finalize(self.node, guard) };
         }
-        true
+        (true, panic)
     }
 }
 
@@ -197,8 +219,15 @@ pub(crate) fn disarm(t: *const TimerEntry) -> bool {
         return false;
     }
     live::add(live::Counter::Timers, -1);
-    #[cfg(not(loom))]
-    super::driver::submit_disarm(t);
+    match &entry.queue {
+        // SAFETY: we won the CAS: the entry is ours to withdraw, and it is live.
+        Some(q) => unsafe { q.withdraw(t) },
+        #[cfg(not(loom))]
+        None => super::driver::submit_disarm(t),
+        // Under loom the model plays the driver and holds its count (`crate::__loom`).
+        #[cfg(loom)]
+        None => {}
+    }
     true
 }
 

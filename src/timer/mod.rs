@@ -8,6 +8,9 @@
 //!   by pushing an intrusive message on a lock-free inbox; the driver sleeps until the next
 //!   deadline and is unparked only when an earlier one arrives.
 //!
+//! This driver serves the system clock; a manual or tokio clock fires its entries through
+//! its own queue (`clock/queue.rs`), with the same entry and the same state machine.
+//!
 //! A node with a deadline of its own holds one timer entry (the second allocation of
 //! `with_timeout`). Disarming (any cancel of the node) sends a message so the driver drops
 //! the entry from the wheel at its next turn; while the wheel is not empty the driver turns
@@ -32,6 +35,12 @@ use crate::list::Entry;
 pub(crate) unsafe fn arm(t: *const TimerEntry, node: *const Entry) {
     // SAFETY: per the contract, `t` is unpublished, so this write races with nothing.
     unsafe { (*(t as *mut TimerEntry)).set_node(node) };
+    // SAFETY: `t` is live (its counts are held by the node and the driver side).
+    if let Some(q) = unsafe { &(*t).queue } {
+        // SAFETY: `t` is fresh, armed once, here.
+        unsafe { q.arm(t) };
+        return;
+    }
     #[cfg(not(loom))]
     driver::submit_arm(t);
     // Under loom there is no driver thread: the model plays it (`crate::__loom`).

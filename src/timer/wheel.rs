@@ -177,7 +177,7 @@ mod tests {
     use super::*;
 
     fn entry(at: Instant) -> *const TimerEntry {
-        TimerEntry::new(at)
+        TimerEntry::new(at, None)
     }
 
     fn free(t: *const TimerEntry) {
