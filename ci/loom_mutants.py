@@ -19,6 +19,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (model, file, description, old text, new text)
 MUTANTS = [
+    ("m14_manual_advance", "src/clock/queue.rs",
+     "a deadline already reached when armed is queued instead of fired (invariant 4)",
+     """        if self.manual && entry.deadline <= g.now {""",
+     """        if self.manual && entry.deadline < g.now && false {"""),
     ("m01_derive_vs_cancel", "src/list.rs",
      "push without the closed (DONE head word) check",
      """            if !state::is_open(word) {

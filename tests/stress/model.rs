@@ -9,11 +9,16 @@
 //! `stop`), every closure, value and waker must be alive exactly as long as the model says
 //! (behaviour 14), and after teardown nothing is left but callbacks still owed a deadline.
 //!
-//! Deadlines are either past (born done) or an hour away (never reached during the run),
-//! so the model never races the timer thread; the multi-thread tests of this file and of
-//! tests/retention.rs cover the races. `CTXCORE_MODEL_SEEDS` sets the number of seeds.
+//! On the system clock, deadlines are either past (born done) or an hour away (never
+//! reached during the run), so the model never races the timer thread; the multi-thread
+//! tests of this file and of tests/retention.rs cover the races. On a manual clock
+//! (behaviours 27, 28), deadlines are a few milliseconds of that clock away and a step may
+//! advance it: the model fires what the advance reached, and checks every `deadline()`
+//! exactly; after teardown a last advance fires what is still owed, and then nothing at
+//! all may be left. `CTXCORE_MODEL_SEEDS` sets the number of seeds.
 
 use super::spin::{Shared, SharedWake};
+use ctxcore::clock::Clock;
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
 use std::future::Future;
 use std::pin::Pin;
@@ -57,7 +62,12 @@ impl SharedWake for NoopTask {
 struct MNode {
     parent: Option<usize>,
     handle_armed: bool,
+    /// A pending timer of its own (at `own`).
     timer: bool,
+    /// Its own deadline, when it armed a timer (manual clock only).
+    own: Option<Instant>,
+    /// Its effective deadline (manual clock only: on the system clock it is not exact).
+    deadline: Option<Instant>,
     /// `Some((err, cause id))` once done; cause id `None` for the error itself.
     done: Option<(Error, Option<usize>)>,
 }
@@ -115,10 +125,25 @@ impl Model {
     }
 
     fn cancel(&mut self, n: usize, cause: Option<usize>) {
+        self.finish(n, (Error::Canceled, cause));
+    }
+
+    /// The clock reached `now`: every pending timer at or before it fires, earliest first.
+    fn advance(&mut self, now: Instant) {
+        let mut due: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].timer && self.nodes[i].own.is_some_and(|d| d <= now))
+            .collect();
+        due.sort_by_key(|&i| self.nodes[i].own);
+        for i in due {
+            self.nodes[i].timer = false;
+            self.finish(i, (Error::DeadlineExceeded, None));
+        }
+    }
+
+    fn finish(&mut self, n: usize, word: (Error, Option<usize>)) {
         if self.nodes[n].done.is_some() {
             return;
         }
-        let word = (Error::Canceled, cause);
         for i in 0..self.nodes.len() {
             if self.nodes[i].done.is_none() && self.is_under(i, n) {
                 self.nodes[i].done = Some(word);
@@ -127,8 +152,12 @@ impl Model {
     }
 }
 
-fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize) {
+fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize, exact: bool) {
     for h in held {
+        if exact {
+            let want = h.node.and_then(|n| model.nodes[n].deadline);
+            assert_eq!(h.ctx.deadline(), want, "step {step}: deadline");
+        }
         let want = h.node.and_then(|n| model.nodes[n].done);
         assert_eq!(h.ctx.err(), want.map(|w| w.0), "step {step}: err");
         assert_eq!(h.ctx.is_done(), want.is_some(), "step {step}: is_done");
@@ -181,13 +210,16 @@ fn check(model: &Model, held: &[Held], cbs: &mut [Cb], step: usize) {
     }
 }
 
-fn run_seed(seed: u64, steps: usize) {
+/// One random run; `clock`: on a manual clock's root (else under `background()`).
+fn run_seed(seed: u64, steps: usize, clock: Option<&Clock>) {
     let mut rng = Rng(seed | 1);
     let mut model = Model { nodes: Vec::new() };
     let values_made = Shared::new(AtomicUsize::new(0));
     let values_dropped = Shared::new(AtomicUsize::new(0));
+    let exact = clock.is_some();
+    let now = || clock.map_or_else(Instant::now, Clock::now);
     let mut held = vec![Held {
-        ctx: Context::background(),
+        ctx: clock.map_or_else(Context::background, Context::root),
         node: None,
         value: None,
     }];
@@ -201,26 +233,47 @@ fn run_seed(seed: u64, steps: usize) {
     let mut causes = 0;
     for step in 0..steps {
         let pick = rng.below(held.len());
-        match rng.below(15) {
+        match rng.below(16) {
             0..=2 => {
-                // Derive a cancellable child (plain, far deadline, or past deadline).
+                // Derive a cancellable child (plain, deadline ahead, or past deadline).
                 let parent = &held[pick];
                 let kind = rng.below(3);
+                let ahead = match clock {
+                    Some(_) => Duration::from_millis(rng.below(40) as u64),
+                    None => Duration::from_secs(3600),
+                };
+                let t = now();
                 let (ctx, h) = match kind {
                     0 => parent.ctx.with_cancel(),
-                    1 => parent.ctx.with_timeout(Duration::from_secs(3600)),
-                    _ => parent
-                        .ctx
-                        .with_deadline(Instant::now() - Duration::from_millis(1)),
+                    1 => parent.ctx.with_timeout(ahead),
+                    _ => parent.ctx.with_deadline(t - Duration::from_millis(1)),
+                };
+                let own = match kind {
+                    0 => None,
+                    1 => Some(t + ahead),
+                    _ => Some(t - Duration::from_millis(1)),
                 };
                 let parent_done = parent.node.and_then(|n| model.nodes[n].done);
-                let done = parent_done.or((kind == 2).then_some((Error::DeadlineExceeded, None)));
                 let parent_can = parent.node.is_some_and(|n| model.can_be_done(n));
+                // A parent that can never be done is no parent (its deadline neither).
+                let parent_deadline = parent
+                    .node
+                    .filter(|_| parent_can || parent_done.is_some())
+                    .and_then(|n| model.nodes[n].deadline);
+                let (deadline, arms) = match (parent_deadline, own) {
+                    (Some(p), Some(d)) if p <= d => (Some(p), false),
+                    (_, Some(d)) => (Some(d), true),
+                    (p, None) => (p, false),
+                };
+                let past = arms && own.is_some_and(|d| d <= t);
+                let done = parent_done.or(past.then_some((Error::DeadlineExceeded, None)));
                 let id = model.nodes.len();
                 model.nodes.push(MNode {
                     parent: parent.node.filter(|_| parent_can),
                     handle_armed: true,
-                    timer: kind == 1 && done.is_none(),
+                    timer: arms && done.is_none(),
+                    own: own.filter(|_| arms),
+                    deadline: deadline.filter(|_| exact),
                     done,
                 });
                 let value = parent.value;
@@ -345,9 +398,17 @@ fn run_seed(seed: u64, steps: usize) {
                 let done = node.is_some_and(|n| model.nodes[n].done.is_some());
                 assert_eq!(held[pick].ctx.wait_timeout(Duration::ZERO), done);
             }
+            15 => {
+                if let Some(c) = clock {
+                    let by = Duration::from_millis(rng.below(25) as u64);
+                    let to = c.now() + by;
+                    c.advance(by);
+                    model.advance(to);
+                }
+            }
             _ => {}
         }
-        check(&model, &held, &mut cbs, step);
+        check(&model, &held, &mut cbs, step, exact);
         // A waker clone is held exactly by the registered futures of contexts that can
         // still be done (behaviour 14): never by a dropped one or a never-done one.
         let registered = futures
@@ -380,7 +441,15 @@ fn run_seed(seed: u64, steps: usize) {
     while !held.is_empty() {
         held.swap_remove(rng.below(held.len()));
     }
-    check(&model, &held, &mut cbs, steps);
+    check(&model, &held, &mut cbs, steps, exact);
+    if let Some(c) = clock {
+        // What is still owed a deadline fires now: afterwards nothing may be left.
+        let to = c.now() + Duration::from_secs(3600);
+        c.advance(Duration::from_secs(3600));
+        model.advance(to);
+        check(&model, &held, &mut cbs, steps + 1, exact);
+        assert!(cbs.iter().all(|c| c.settled), "every callback settled");
+    }
     let owed = cbs.iter().filter(|c| !c.settled).count();
     for cb in &cbs {
         // Only a pending deadline may keep a callback now.
@@ -408,9 +477,29 @@ fn model_of_every_operation_single_thread() {
         .unwrap_or(if cfg!(miri) { 3 } else { 300 });
     let base = ctxcore::live::snapshot();
     for seed in 1..=seeds {
-        run_seed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 300);
+        run_seed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 300, None);
     }
     // Callbacks still owed a one-hour deadline keep their contexts; nothing else remains.
     let now = ctxcore::live::snapshot();
+    assert!(now.waiters <= base.waiters, "waiters left: {now:?}");
+}
+
+#[test]
+fn model_of_every_operation_on_a_manual_clock() {
+    let _serial = super::serial();
+    let seeds: u64 = std::env::var("CTXCORE_MODEL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if cfg!(miri) { 3 } else { 300 });
+    let base = ctxcore::live::snapshot();
+    for seed in 1..=seeds {
+        let clock = Clock::manual();
+        run_seed(seed.wrapping_mul(0xD1B5_4A32_D192_ED03), 300, Some(&clock));
+        // The last advance fired everything owed: the clock's queue is empty.
+        assert!(format!("{clock:?}").contains("pending: 0"), "seed {seed}: {clock:?}");
+    }
+    let now = ctxcore::live::snapshot();
+    assert_eq!(now.timers, base.timers, "timers left: {now:?}");
+    assert_eq!(now.callbacks, base.callbacks, "callbacks left: {now:?}");
     assert!(now.waiters <= base.waiters, "waiters left: {now:?}");
 }
