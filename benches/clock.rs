@@ -1,20 +1,22 @@
 //! What a manual clock's `advance` costs (behaviour 28): it follows the deadlines it fires,
 //! not the distance it moves nor the deadlines still pending.
 //!
-//! - `advance/nothing_due_1ms` and `advance/nothing_due_1year`: one advance with no
-//!   deadline pending, by 1 ms and by a year (the two should cost the same).
-//! - `advance/1ms_with_100k_pending`: 1,000 advances of 1 ms per iteration with 100,000
-//!   deadlines pending ten years away (none fires); reported per advance.
-//! - `advance/fire_one`: derive a deadline 1 ms away and advance by 1 ms, which fires it
-//!   (derive + one firing + drop), next to `timeout_child` on the system clock
-//!   (derive + cancel + drop) for scale.
+//! - `advance_1ms/ctxcore` and `advance_1year/ctxcore`: one advance with no deadline
+//!   pending, by 1 ms and by a year (the two should cost the same).
+//! - `advance_1ms_100k_pending/ctxcore`: 1,000 advances of 1 ms per iteration with
+//!   100,000 deadlines pending ten years away (none fires); reported per advance.
+//! - `advance_fire_one/ctxcore`: derive a deadline 1 ms away and advance by 1 ms, which
+//!   fires it (derive + one firing + drop); compare with `timeout_child` (benches/child.rs,
+//!   the system clock's derive + cancel + drop).
+//!
+//! benches/compare.sh runs these with the rest and puts them in its table.
 //!
 //! Each iteration checks that the work it timed happened: the clock moved by exactly what
 //! was asked, the pending contexts are still live, the fired one is done.
 
+use criterion::{criterion_group, criterion_main, Criterion};
 use ctxcore::clock::Clock;
 use ctxcore::Context;
-use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -43,7 +45,7 @@ fn with_pending(c: &mut Criterion) {
     let pending: Vec<_> = (0..100_000)
         .map(|i| root.with_timeout(YEAR * 10 + MS * (i % 1000)))
         .collect();
-    c.bench_function("advance/1ms_with_100k_pending", |b| {
+    c.bench_function("advance_1ms_100k_pending/ctxcore", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -67,7 +69,7 @@ fn with_pending(c: &mut Criterion) {
 fn fire_one(c: &mut Criterion) {
     let clock = Clock::manual();
     let root = Context::root(&clock);
-    c.bench_function("advance/fire_one", |b| {
+    c.bench_function("advance_fire_one/ctxcore", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
@@ -80,24 +82,11 @@ fn fire_one(c: &mut Criterion) {
             start.elapsed()
         })
     });
-    let (parent, _h) = Context::background().with_cancel();
-    c.bench_function("advance/timeout_child_system", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let (ctx, h) = parent.with_timeout(Duration::from_secs(30));
-                h.cancel();
-                assert!(ctx.is_done());
-                drop(black_box(ctx));
-            }
-            start.elapsed()
-        })
-    });
 }
 
 fn benches(c: &mut Criterion) {
-    nothing_due(c, "advance/nothing_due_1ms", MS);
-    nothing_due(c, "advance/nothing_due_1year", YEAR);
+    nothing_due(c, "advance_1ms/ctxcore", MS);
+    nothing_due(c, "advance_1year/ctxcore", YEAR);
     with_pending(c);
     fire_one(c);
 }

@@ -35,7 +35,7 @@ cargo bench --no-run -q 2>&1 | grep -v '^ *Executable' >&2 || true
 rm -rf target/criterion
 ARGS=(--warm-up-time "$WARMUP" --measurement-time "$MEASURE" --sample-size "$SAMPLES" --noplot --nresamples 20000)
 : > "$OUT/criterion.log"
-for b in check child values tree request contended wake; do
+for b in check child values tree request contended wake clock; do
     echo "== cargo bench --bench $b -- ${ARGS[*]}" >&2
     cargo bench -q --bench "$b" -- "${ARGS[@]}" >> "$OUT/criterion.log" 2>&1
 done

@@ -57,6 +57,10 @@ ROWS = [
     ("contended", "contended: 2 threads, 1 op each (wall)", 1, "ns"),
     ("wake/threads64", "wake 64 blocked threads (Go: goroutines)", 1000, "µs"),
     ("wake/futures1000", "wake 1,000 pending futures (Go: goroutines)", 1000, "µs"),
+    ("advance_1ms", "manual clock: advance 1 ms, nothing due", 1, "ns"),
+    ("advance_1year", "manual clock: advance a year, nothing due", 1, "ns"),
+    ("advance_1ms_100k_pending", "manual clock: advance 1 ms, 100,000 deadlines pending", 1, "ns"),
+    ("advance_fire_one", "manual clock: 1 ms deadline + the advance that fires it + drop", 1, "ns"),
 ]
 
 

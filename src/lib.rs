@@ -22,6 +22,23 @@
 //! assert!(!root.is_done());
 //! ```
 //!
+//! # Deadlines on a clock of your choice
+//!
+//! [`Context::background`] measures deadlines with `std::time::Instant`. A root made with
+//! [`Context::root`] uses the [`clock::Clock`] it is given for its whole tree: a manual
+//! clock that a test advances (each `advance` fires what it reaches before it returns), or
+//! (feature `tokio`) the runtime's clock, which `tokio::time::pause()` drives.
+//!
+//! ```
+//! use ctxcore::{clock::Clock, Context};
+//! use std::time::Duration;
+//!
+//! let clock = Clock::manual();
+//! let (ctx, _cancel) = Context::root(&clock).with_timeout(Duration::from_secs(30));
+//! clock.advance(Duration::from_secs(30)); // no real time passes
+//! assert!(ctx.err().unwrap().is_timeout());
+//! ```
+//!
 //! # Internals
 //!
 //! A chapter per file, each with its algorithm, invariants and orderings:

@@ -1,4 +1,4 @@
-//! Allocation budgets (DESIGN.md), counted by a global allocator on the calling thread.
+//! Allocation budgets, counted by a global allocator on the calling thread.
 mod common;
 use ctxcore::Context;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,4 +1,4 @@
-//! Behaviours 17-19 of API.md (error groups), threads and (feature `tokio`) futures.
+//! Behaviours 17-19 (error groups), threads and (feature `tokio`) futures.
 
 use ctxcore::group::{Group, GroupError, TaskFailed, TaskPanicked};
 use ctxcore::{Context, Error};

@@ -1,4 +1,4 @@
-//! Behaviour 20 of API.md: signal-bound contexts. Linux-only tests (they use real-time signals
+//! Behaviour 20: signal-bound contexts. Linux-only tests (they use real-time signals
 //! and read dispositions with `sigaction`); each test uses its own signals, so they also pass
 //! when run as threads of one process.
 #![cfg(target_os = "linux")]

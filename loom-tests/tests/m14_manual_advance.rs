@@ -11,15 +11,18 @@
 
 use ctxcore::clock::Clock;
 use ctxcore::{Context, Error};
-use ctxcore_loom_tests::model;
+use ctxcore_loom_tests::{model, CountingWaker};
 use loom::thread;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Waker};
 use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
 
-/// The advance against the context's own cancel, with a thread waiting on it.
+/// The advance against the context's own cancel, with a future waiting on it (registered
+/// first, then raced: the cancel and the firing may each be the one that wakes it).
 #[test]
 fn advance_racing_cancel_and_a_waiter() {
     model(|| {
@@ -30,13 +33,11 @@ fn advance_racing_cancel_and_a_waiter() {
         let after = ctx.after_func(move || {
             r.fetch_add(1, Ordering::SeqCst);
         });
-        let waiter = {
-            let ctx = ctx.clone();
-            thread::spawn(move || {
-                ctx.wait();
-                ctx.err()
-            })
-        };
+        let woken = CountingWaker::counting_only();
+        let waker = Waker::from(woken.clone());
+        let mut done = Box::pin(ctx.done_owned());
+        let mut cx = TaskContext::from_waker(&waker);
+        assert!(done.as_mut().poll(&mut cx).is_pending());
         let advancer = {
             let (clock, ctx) = (clock.clone(), ctx.clone());
             thread::spawn(move || {
@@ -46,9 +47,10 @@ fn advance_racing_cancel_and_a_waiter() {
         };
         handle.cancel();
         advancer.join().unwrap();
-        let err = waiter.join().unwrap();
+        let err = ctx.err();
         assert!(matches!(err, Some(Error::Canceled | Error::DeadlineExceeded)));
-        assert_eq!(ctx.err(), err);
+        assert_eq!(woken.wakes(), 1, "the waiter is woken once");
+        assert!(done.as_mut().poll(&mut cx).is_ready());
         assert_eq!(runs.load(Ordering::SeqCst), 1, "the callback runs once");
         assert!(!after.stop());
         vec![]

@@ -496,7 +496,10 @@ fn model_of_every_operation_on_a_manual_clock() {
         let clock = Clock::manual();
         run_seed(seed.wrapping_mul(0xD1B5_4A32_D192_ED03), 300, Some(&clock));
         // The last advance fired everything owed: the clock's queue is empty.
-        assert!(format!("{clock:?}").contains("pending: 0"), "seed {seed}: {clock:?}");
+        assert!(
+            format!("{clock:?}").contains("pending: 0"),
+            "seed {seed}: {clock:?}"
+        );
     }
     let now = ctxcore::live::snapshot();
     assert_eq!(now.timers, base.timers, "timers left: {now:?}");
