@@ -85,6 +85,7 @@ fn the_captured_runtime_serves_other_threads() {
     let clock = rt.block_on(async { Clock::tokio() });
     // Read and armed from a plain thread, outside any runtime.
     let c = clock.clone();
+    let start = Instant::now();
     let ctx = std::thread::spawn(move || {
         let (ctx, h) = Context::root(&c).with_timeout(Duration::from_millis(20));
         let _ = c.now();
@@ -120,4 +121,10 @@ fn after_the_runtime_shuts_down_pending_deadlines_never_fire() {
     assert!(!ctx.wait_timeout(Duration::from_millis(100)));
     h.cancel();
     assert_eq!(ctx.err(), Some(Error::Canceled));
+    // Reading the clock and arming on it still work (the deadline never fires).
+    let _ = clock.now();
+    let (late, h2) = root.with_timeout(Duration::from_millis(1));
+    assert!(!late.wait_timeout(Duration::from_millis(50)));
+    drop(h2);
+    assert!(late.is_done());
 }
