@@ -40,7 +40,10 @@ fn the_root_behaves_as_background_and_shares_the_clock() {
     assert_eq!(format!("{sys:?}"), "Context::background()");
     assert!(Context::background().clock().now() <= Instant::now());
     assert_eq!(format!("{:?}", Context::todo().clock()), "Clock::system()");
-    assert_eq!(format!("{:?}", Context::background().clock()), "Clock::system()");
+    assert_eq!(
+        format!("{:?}", Context::background().clock()),
+        "Clock::system()"
+    );
 }
 
 #[test]

@@ -51,6 +51,16 @@
 //!
 //! A manual clock's time saturates at the latest `Instant` the platform represents; a
 //! `with_timeout` on a saturated clock means no deadline, as a too-large timeout does.
+//!
+//! # Memory
+//!
+//! A disarmed deadline context is freed at once on every clock, its queue entry with it
+//! (behaviour 14). Each pending deadline holds its clock's queue, so a clock lives as long
+//! as it has one. One case keeps memory that can never be used: a manual clock whose every
+//! clone and every context is dropped while an `after_func` callback still waits on one of
+//! its deadlines. Nobody can advance that clock any more, so the callback never runs and it
+//! stays in memory with its context; stop the callback, or advance the clock past its
+//! deadlines, before letting the clock go.
 
 mod queue;
 #[cfg(all(feature = "tokio", not(loom)))]
