@@ -99,6 +99,8 @@ fn the_captured_runtime_serves_other_threads() {
         "fired by the runtime's timer"
     );
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    // Not paused: real time, never early.
+    assert!(start.elapsed() >= Duration::from_millis(20));
     let err = std::panic::catch_unwind(|| clock.advance(Duration::from_secs(1))).unwrap_err();
     let msg = err.downcast_ref::<String>().unwrap();
     assert!(
