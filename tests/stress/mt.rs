@@ -13,6 +13,9 @@
 //!    futures woken, its callbacks run exactly once unless a `stop()` returned true.
 //! 4. A `stop()` that returned true means the closure never runs.
 //!
+//! 5. On a manual clock (the second test), several threads also advance the clock: when an
+//!    `advance` returns, every recorded context whose deadline it reached is done.
+//!
 //! Then a teardown that cancels nothing: every handle is disarmed (or dropped), every
 //! context, future and `AfterFunc` dropped, in random order, and once the deadlines of the
 //! run are past, every closure, value and waker clone created is gone and the live counts
@@ -22,6 +25,7 @@ use super::model::{Token, Why};
 use super::spin::SpinLock;
 use super::spin::{Shared, SharedWake};
 use super::Rng;
+use ctxcore::clock::Clock;
 use ctxcore::{AfterFunc, CancelHandle, Context, Error};
 use std::future::Future;
 use std::pin::Pin;
@@ -138,7 +142,10 @@ impl Rec {
                     .ctx
                     .deadline()
                     .expect("DeadlineExceeded without a deadline");
-                assert!(Instant::now() >= d, "DeadlineExceeded before the deadline");
+                assert!(
+                    self.ctx.clock().now() >= d,
+                    "DeadlineExceeded before the deadline"
+                );
                 assert_eq!(id, None, "a deadline's cause is the error itself");
             }
         }
@@ -187,6 +194,8 @@ struct Tree {
     pool: SpinLock<Vec<Shared<Rec>>>,
     counts: Counts,
     stop: AtomicBool,
+    /// The tree's manual clock, if it has one (else the system clock).
+    clock: Option<Clock>,
 }
 
 impl Tree {
@@ -222,6 +231,7 @@ impl Tree {
                     "wait_timeout true on a live context"
                 );
             }
+            86..=88 if self.clock.is_some() => self.advance(rng),
             82..=85 => {
                 // A clone dropped at once, and a borrowed future polled once and dropped.
                 let r = self.pick(rng);
@@ -275,6 +285,25 @@ impl Tree {
         }
         rec.check();
         self.pool.lock().push(Shared::new(rec));
+    }
+
+    /// Invariant 5: advances the manual clock by up to 3 ms, then checks that every
+    /// recorded context whose deadline it reached is done.
+    fn advance(&self, rng: &mut Rng) {
+        let clock = self.clock.as_ref().expect("a manual clock");
+        let by = Duration::from_micros(rng.below(3_000) as u64);
+        let reached = clock.now() + by;
+        clock.advance(by);
+        let snapshot: Vec<Shared<Rec>> = self.pool.lock().clone();
+        for r in &snapshot {
+            if r.ctx.deadline().is_some_and(|d| d <= reached) {
+                assert!(
+                    r.ctx.is_done(),
+                    "advance returned before a deadline it reached"
+                );
+                r.check();
+            }
+        }
     }
 
     fn cancel(&self, rng: &mut Rng) {
@@ -399,13 +428,18 @@ impl Tree {
     }
 }
 
-fn run_round(seed: u64, run_for: Duration) {
+/// One round of 8 threads for `run_for`; `clock`: the tree is on a manual clock.
+fn run_round(seed: u64, run_for: Duration, clock: Option<Clock>) {
     let baseline = ctxcore::live::snapshot();
-    let (root, root_handle) = Context::background().with_cancel();
+    let base = clock
+        .as_ref()
+        .map_or_else(Context::background, Context::root);
+    let (root, root_handle) = base.with_cancel();
     let tree = Shared::new(Tree {
         pool: SpinLock::new(vec![Shared::new(Rec::new(root, Link::Root, None, None))]),
         counts: Counts::default(),
         stop: AtomicBool::new(false),
+        clock,
     });
     let workers: Vec<_> = (0..8u64)
         .map(|i| {
@@ -455,6 +489,10 @@ fn run_round(seed: u64, run_for: Duration) {
         .expect("no other owner of the tree");
     let counts = tree.counts;
     let ops = counts.ops.load(Ordering::Relaxed);
+    if let Some(c) = &tree.clock {
+        // What is owed a deadline fires now, on this thread.
+        c.advance(LONG + Duration::from_secs(1));
+    }
 
     // Deadlines of the run fire (and run the callbacks owed to them) by `ended + LONG`.
     let give_up = ended + LONG + Duration::from_secs(10);
@@ -501,6 +539,18 @@ fn model_of_every_operation_eight_threads() {
     let total = super::duration();
     let rounds = 4;
     for round in 0..rounds {
-        run_round(0xC0FF_EE00 + round, total / rounds as u32);
+        run_round(0xC0FF_EE00 + round, total / rounds as u32, None);
+    }
+}
+
+#[test]
+fn model_of_every_operation_eight_threads_on_a_manual_clock() {
+    let _serial = super::serial();
+    let total = super::duration();
+    let rounds = 2;
+    for round in 0..rounds {
+        let clock = Clock::manual();
+        run_round(0xC10C_0000 + round, total / 4, Some(clock.clone()));
+        assert!(format!("{clock:?}").contains("pending: 0"), "{clock:?}");
     }
 }
