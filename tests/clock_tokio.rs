@@ -130,3 +130,60 @@ fn after_the_runtime_shuts_down_pending_deadlines_never_fire() {
     drop(h2);
     assert!(late.is_done());
 }
+
+/// A deadline earlier than the one the driver sleeps on wakes it (no lost wake-up).
+#[test]
+fn an_earlier_deadline_wakes_a_driver_sleeping_on_a_later_one() {
+    let _leaks = common::leak_check();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock = rt.block_on(async { Clock::tokio() });
+    let root = Context::root(&clock);
+    let (late, _h1) = root.with_timeout(HOUR);
+    // Let the driver go to sleep on the hour.
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    let (soon, _h2) = root.with_timeout(Duration::from_millis(10));
+    assert!(soon.wait_timeout(common::SOON), "the driver slept through");
+    assert!(start.elapsed() >= Duration::from_millis(10));
+    assert!(!late.is_done());
+    // Many threads arming and disarming at once leave nothing behind.
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                for i in 0..2_000u64 {
+                    let (c, h) = root.with_timeout(Duration::from_micros(500 + i % 700));
+                    if i % 3 == 0 {
+                        assert!(c.wait_timeout(common::SOON));
+                    } else {
+                        h.disarm();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
+#[test]
+fn a_runtime_without_timers_panics_with_tokios_message() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async { Clock::tokio() })
+    }))
+    .unwrap_err();
+    let msg = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap();
+    assert!(msg.contains("timers are disabled"), "{msg}");
+}
