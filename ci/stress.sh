@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The stress test (tests/stress.rs) in release for a bounded time, then the same binary under
-# valgrind's memcheck, failing on definite leaks and on memory errors.
+# The stress test (tests/stress.rs) in release for a bounded time, the retention tests in
+# release, then the stress binary under valgrind's memcheck, failing on definite leaks and
+# on memory errors.
 #
 #   CTXCORE_STRESS_SECS          length of the release run (default 10)
 #   CTXCORE_VALGRIND_STRESS_SECS length of the run under valgrind (default 1: valgrind
@@ -14,6 +15,15 @@ secs="${CTXCORE_STRESS_SECS:-10}"
 vg_secs="${CTXCORE_VALGRIND_STRESS_SECS:-1}"
 echo "=== stress: tests/stress.rs in release for ${secs}s"
 CTXCORE_STRESS_SECS="$secs" cargo test --release --test stress -- --nocapture
+# The retention tests in release too: at full speed contexts come and go fastest, so their
+# memory bounds (behaviour 14) are tightest here. Exact counts need one test per process
+# (nextest) or one test at a time with CTXCORE_LEAK_CHECK=1.
+echo "=== stress: tests/retention.rs in release"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --test retention --no-fail-fast
+else
+  CTXCORE_LEAK_CHECK=1 cargo test --release --test retention -- --test-threads=1
+fi
 bin="$(cargo test --release --test stress --no-run --message-format=json 2>/dev/null \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
 if [ -z "$bin" ] || [ ! -x "$bin" ]; then

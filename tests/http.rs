@@ -451,20 +451,9 @@ fn layers_measure_on_the_request_context_clock() {
     let mut svc = echo_ctx(layer, tx);
     let t0 = clock.now();
     rt().block_on(async {
-        let _ = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(request_with(Some("1500m")))
-            .await
-            .unwrap();
-        let _ = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(request_with(None))
-            .await
-            .unwrap();
+        for req in [request_with(Some("1500m")), request_with(None)] {
+            let _ = svc.ready().await.unwrap().call(req).await.unwrap();
+        }
     });
     let with_header = rx.recv().unwrap();
     let with_default = rx.recv().unwrap();

@@ -468,13 +468,18 @@ fn run_seed(seed: u64, steps: usize, clock: Option<&Clock>) {
     }
 }
 
+/// Seeds per model test: `CTXCORE_MODEL_SEEDS`, else 300 (3 under Miri).
+fn seeds() -> u64 {
+    std::env::var("CTXCORE_MODEL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if cfg!(miri) { 3 } else { 300 })
+}
+
 #[test]
 fn model_of_every_operation_single_thread() {
     let _serial = super::serial();
-    let seeds: u64 = std::env::var("CTXCORE_MODEL_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if cfg!(miri) { 3 } else { 300 });
+    let seeds = seeds();
     let base = ctxcore::live::snapshot();
     for seed in 1..=seeds {
         run_seed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 300, None);
@@ -487,10 +492,7 @@ fn model_of_every_operation_single_thread() {
 #[test]
 fn model_of_every_operation_on_a_manual_clock() {
     let _serial = super::serial();
-    let seeds: u64 = std::env::var("CTXCORE_MODEL_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if cfg!(miri) { 3 } else { 300 });
+    let seeds = seeds();
     let base = ctxcore::live::snapshot();
     for seed in 1..=seeds {
         let clock = Clock::manual();
