@@ -82,7 +82,7 @@ impl TimerEntry {
             next: AtomicPtr::new(std::ptr::null_mut()),
             op,
         };
-        Box::into_raw(Box::new(TimerEntry {
+        let entry = TimerEntry {
             state: AtomicU8::new(ARMED),
             refs: AtomicUsize::new(2),
             node: std::ptr::null(),
@@ -95,7 +95,16 @@ impl TimerEntry {
                 slot: 0,
                 index: usize::MAX,
             }),
-        }))
+        };
+        // The memory of an entry the driver released, if any (`recycle.rs`).
+        #[cfg(not(loom))]
+        if let Some(p) = super::recycle::take() {
+            // SAFETY: dead memory with `TimerEntry`'s layout, ours alone (recycle.rs
+            // invariant 1).
+            unsafe { p.write(entry) };
+            return p;
+        }
+        Box::into_raw(Box::new(entry))
     }
 
     pub(crate) fn set_node(&mut self, node: *const Entry) {
@@ -237,18 +246,45 @@ pub(crate) fn disarm(t: *const TimerEntry) -> bool {
 ///
 /// The caller owns one count on the live entry `t`.
 pub(crate) unsafe fn release(t: *const TimerEntry) {
+    // SAFETY: as for this function.
+    if unsafe { release_is_last(t) } {
+        // SAFETY: the count reached zero; `t` came from `Box::into_raw` in `new`, or from
+        // memory of the same layout (`recycle.rs`).
+        drop(unsafe { Box::from_raw(t as *mut TimerEntry) });
+    }
+}
+
+/// The driver's [`release`]: at zero the entry's memory goes to `returns` for reuse.
+///
+/// # Safety
+///
+/// As for [`release`]; driver thread only.
+#[cfg(not(loom))]
+pub(crate) unsafe fn release_to(t: *const TimerEntry, returns: &mut super::recycle::Returns) {
+    // SAFETY: as for this function.
+    if unsafe { release_is_last(t) } {
+        // SAFETY: the count reached zero: nobody holds `t`; given once.
+        unsafe { returns.give(t) };
+    }
+}
+
+/// Gives back one count on `t`; true if it was the last (the caller then disposes of it).
+///
+/// # Safety
+///
+/// As for [`release`].
+unsafe fn release_is_last(t: *const TimerEntry) -> bool {
     // SAFETY: our count keeps `t` alive.
     let entry = unsafe { &*t };
     // Release/Acquire as in `Arc`: all uses happen before the free.
     let prev = entry.refs.fetch_sub(1, Ordering::Release);
     debug_assert!(prev != 0, "timer count released below zero");
     if prev != 1 {
-        return;
+        return false;
     }
     // Acquire load rather than `fence(Acquire)`: the same synchronization (it reads the
     // last value of the release sequence our `fetch_sub` joined), and ThreadSanitizer,
     // which does not model fences, sees it too (std's `Arc` does this under TSan).
     entry.refs.load(Ordering::Acquire);
-    // SAFETY: the count reached zero; `t` came from `Box::into_raw` in `new`.
-    drop(unsafe { Box::from_raw(t as *mut TimerEntry) });
+    true
 }

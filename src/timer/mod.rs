@@ -4,6 +4,7 @@
 //!   one CAS decides), shared by the arming node and the driver.
 //! - [`wheel`]: the hashed timing wheel the driver owns (1 ms ticks, O(1) insert and
 //!   remove, a bitmap to find the next due slot).
+//! - [`recycle`]: the memory of entries the driver released, reused by the next arms.
 //! - [`driver`]: the lazily started background thread. Any thread arms or disarms in O(1)
 //!   by pushing an intrusive message on a lock-free inbox; the driver sleeps until the next
 //!   deadline and is unparked only when an earlier one arrives.
@@ -21,6 +22,8 @@ pub(crate) mod wheel;
 
 #[cfg(not(loom))]
 pub(crate) mod driver;
+#[cfg(not(loom))]
+pub(crate) mod recycle;
 
 pub(crate) use entry::{disarm, release, TimerEntry};
 
