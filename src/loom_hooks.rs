@@ -99,3 +99,31 @@ pub fn finish() -> Finish {
         still_allocated: None,
     }
 }
+
+/// The recycling of timer entries (`timer/recycle.rs`), played by a model: one driver
+/// turn releasing `n` fresh entries and publishing them.
+pub fn recycle_driver_turn(n: usize) {
+    crate::timer::recycle::model::driver_turn(n);
+}
+
+/// Takes one recycled entry's memory and writes an entry there: its address, to give to
+/// [`recycle_free`] once the model has checked it.
+pub fn recycle_take() -> Option<usize> {
+    crate::timer::recycle::model::take_one()
+}
+
+/// Frees an entry [`recycle_take`] returned.
+pub fn recycle_free(addr: usize) {
+    crate::timer::recycle::model::free(addr);
+}
+
+/// Takes every recycled entry this thread can still take, without writing to them: their
+/// addresses, to give to [`recycle_free_dead`].
+pub fn recycle_drain() -> Vec<usize> {
+    crate::timer::recycle::model::drain()
+}
+
+/// Frees memory [`recycle_drain`] returned.
+pub fn recycle_free_dead(addr: usize) {
+    crate::timer::recycle::model::free_dead(addr);
+}

@@ -55,17 +55,32 @@ fn disarm_racing_derive_callback_stop_and_waiter() {
             drop((child, late, a2));
         });
         ha.disarm();
-        assert!(after.stop(), "the callback never ran: the first stop is true");
+        assert!(
+            after.stop(),
+            "the callback never ran: the first stop is true"
+        );
         t.join().unwrap();
-        assert_eq!(Arc::strong_count(&waker), 2, "the disarm released the waker");
+        assert_eq!(
+            Arc::strong_count(&waker),
+            2,
+            "the disarm released the waker"
+        );
         assert!(!a.is_done());
         assert!(done
             .as_mut()
             .poll(&mut std::task::Context::from_waker(&w))
             .is_pending());
         drop((done, after, a));
-        assert_eq!(ran.load(Ordering::SeqCst), 0, "a callback ran on a never-done context");
-        assert_eq!(dropped.load(Ordering::SeqCst), 2, "every closure dropped once");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "a callback ran on a never-done context"
+        );
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            2,
+            "every closure dropped once"
+        );
         vec![]
     });
 }

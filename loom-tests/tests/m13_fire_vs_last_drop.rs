@@ -42,7 +42,11 @@ fn pending_callback_runs_when_its_context_is_gone() {
         let driver = thread::spawn(move || timer.fire());
         drop((ctx, after));
         assert!(driver.join().unwrap(), "nothing disarmed the timer");
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "the callback ran at the deadline");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the callback ran at the deadline"
+        );
         vec![]
     });
 }

@@ -13,8 +13,8 @@ use ctxcore::clock::Clock;
 use ctxcore::{Context, Error};
 use ctxcore_loom_tests::{model, CountingWaker};
 use loom::thread;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Waker};
 use std::time::Duration;
@@ -48,7 +48,10 @@ fn advance_racing_cancel_and_a_waiter() {
         handle.cancel();
         advancer.join().unwrap();
         let err = ctx.err();
-        assert!(matches!(err, Some(Error::Canceled | Error::DeadlineExceeded)));
+        assert!(matches!(
+            err,
+            Some(Error::Canceled | Error::DeadlineExceeded)
+        ));
         assert_eq!(woken.wakes(), 1, "the waiter is woken once");
         assert!(done.as_mut().poll(&mut cx).is_ready());
         assert_eq!(runs.load(Ordering::SeqCst), 1, "the callback runs once");

@@ -22,7 +22,6 @@ pub(crate) mod wheel;
 
 #[cfg(not(loom))]
 pub(crate) mod driver;
-#[cfg(not(loom))]
 pub(crate) mod recycle;
 
 pub(crate) use entry::{disarm, release, TimerEntry};

@@ -31,10 +31,10 @@
 //! entries of the timers that were outstanding at the busiest moment, bounded per turn.
 
 use super::entry::TimerEntry;
+use crate::sync::{thread_local, AtomicPtr, Ordering};
 use std::alloc::{dealloc, Layout};
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// The first word of a dead entry: the next dead entry of its chain.
 #[repr(C)]
@@ -47,7 +47,14 @@ const _: () = assert!(std::mem::size_of::<Dead>() <= std::mem::size_of::<TimerEn
 const _: () = assert!(std::mem::align_of::<Dead>() <= std::mem::align_of::<TimerEntry>());
 
 /// Entries the driver gave back, for any thread to take (invariant 2).
+#[cfg(not(loom))]
 static SHARED: AtomicPtr<Dead> = AtomicPtr::new(ptr::null_mut());
+
+// Under loom a static atomic would outlive the model's executions: one per execution.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref SHARED: AtomicPtr<Dead> = AtomicPtr::new(ptr::null_mut());
+}
 
 /// At most this many entries a driver turn are kept for reuse; the rest are freed.
 const MAX_PER_TURN: usize = 4096;
@@ -61,8 +68,15 @@ impl Drop for Local {
     }
 }
 
-std::thread_local! {
+#[cfg(not(loom))]
+thread_local! {
     static LOCAL: Local = const { Local(Cell::new(ptr::null_mut())) };
+}
+
+// loom's `thread_local!` takes no `const` initializer.
+#[cfg(loom)]
+thread_local! {
+    static LOCAL: Local = Local(Cell::new(ptr::null_mut()));
 }
 
 fn free_chain(mut d: *mut Dead) {
@@ -156,5 +170,58 @@ impl Returns {
             }
         }
         *self = Returns::new();
+    }
+}
+
+/// What a loom model needs of the protocol (`loom-tests/tests/m15_timer_recycle.rs`).
+#[cfg(loom)]
+pub(crate) mod model {
+    use super::*;
+
+    /// Plays one driver turn: `n` fresh entries released and published.
+    pub(crate) fn driver_turn(n: usize) {
+        let mut returns = Returns::new();
+        for _ in 0..n {
+            let t = TimerEntry::new(std::time::Instant::now(), None);
+            // Never armed: it leaves the live count of timers as it came.
+            crate::live::add(crate::live::Counter::Timers, -1);
+            // SAFETY: fresh, never armed: nobody else holds it.
+            unsafe { returns.give(t) };
+        }
+        returns.publish();
+    }
+
+    /// Takes one entry's memory, as `TimerEntry::new` does, and writes an entry there; its
+    /// address, or `None`. The memory stays the caller's until [`free`].
+    pub(crate) fn take_one() -> Option<usize> {
+        take().map(|p| {
+            let t = TimerEntry::new(std::time::Instant::now(), None) as *mut TimerEntry;
+            crate::live::add(crate::live::Counter::Timers, -1);
+            // SAFETY: `p` is dead memory of `TimerEntry`'s layout, ours; `t` is a fresh
+            // boxed entry whose value we move into `p`, freeing `t`'s box without dropping.
+            unsafe {
+                p.write(t.read());
+                dealloc(t as *mut u8, Layout::new::<TimerEntry>());
+            }
+            p as usize
+        })
+    }
+
+    /// Frees an entry [`take_one`] returned.
+    pub(crate) fn free(addr: usize) {
+        // SAFETY: `addr` is a live boxed-layout entry that `take_one` handed out once.
+        drop(unsafe { Box::from_raw(addr as *mut TimerEntry) });
+    }
+
+    /// Takes what is left on the shared stack and this thread's chain, without writing to
+    /// it: the addresses, to give to [`free_dead`].
+    pub(crate) fn drain() -> Vec<usize> {
+        std::iter::from_fn(|| take().map(|p| p as usize)).collect()
+    }
+
+    /// Frees dead memory [`drain`] returned.
+    pub(crate) fn free_dead(addr: usize) {
+        // SAFETY: `addr` is dead memory of `TimerEntry`'s layout that `drain` handed out.
+        unsafe { dealloc(addr as *mut u8, Layout::new::<TimerEntry>()) };
     }
 }
