@@ -18,8 +18,14 @@ pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, 
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 // The one lock of the crate: a manual or tokio clock's queue of deadlines (`clock/queue.rs`).
-#[cfg(not(loom))]
+#[cfg(all(not(loom), not(ctxcore_tsan)))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+
+// ThreadSanitizer cannot see inside std's precompiled Mutex: its builds take a lock it sees.
+#[cfg(all(not(loom), ctxcore_tsan))]
+mod visible_lock;
+#[cfg(all(not(loom), ctxcore_tsan))]
+pub(crate) use visible_lock::{Condvar, Mutex, MutexGuard};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
