@@ -110,8 +110,9 @@ impl Clock {
     /// The clock of the tokio runtime current at this call, whichever thread later reads it
     /// or arms a deadline on it: it reads that runtime's `tokio::time::Instant::now()` and
     /// fires deadlines through that runtime's timer (one driver task), so on a paused
-    /// runtime auto-advance and `tokio::time::advance` reach them. Once the runtime has shut
-    /// down, the clock's pending deadlines never fire; cancellation works as before.
+    /// runtime auto-advance and `tokio::time::advance` reach them (pausing needs tokio's
+    /// `test-util` feature in your own dependencies). Once the runtime has shut down, the
+    /// clock's pending deadlines never fire; cancellation works as before.
     ///
     /// # Panics
     ///
