@@ -49,6 +49,12 @@
 //! other), so nothing deadlocks. A callback's panic does not stop an advance: every due
 //! deadline still fires, then the first panic is re-raised by `advance` on its caller.
 //!
+//! A deadline and a cancel of the same context race as they do on any clock: whichever
+//! makes the context done first wins, and its reason stands. If a `cancel()` on another
+//! thread wins, its own walk makes the descendants done, and a concurrent `advance` does
+//! not wait for that walk: such descendants are done once that `cancel()` has returned
+//! (behaviour 2), perhaps just after the `advance` did.
+//!
 //! A manual clock's time saturates at the latest `Instant` the platform represents; a
 //! `with_timeout` on a saturated clock means no deadline, as a too-large timeout does.
 //!
