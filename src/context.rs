@@ -94,7 +94,7 @@ impl Context {
     /// assert!(child.is_done() && !parent.is_done());
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        self.derive(None)
+        self.derive(None, None, None)
     }
 
     /// A child that is also done with [`Error::DeadlineExceeded`] at `deadline`. If this
@@ -108,7 +108,7 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(ctxcore::Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.derive_on(Some(deadline), self.clock_queue())
+        self.derive(Some(deadline), self.clock_queue(), None)
     }
 
     /// `with_deadline(now + timeout)`, `now` read on this context's
@@ -126,22 +126,20 @@ impl Context {
     /// assert!(ctx.err().unwrap().is_timeout());
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
-        let own = self.clock_now().checked_add(timeout);
-        self.derive_on(own, self.clock_queue())
-    }
-
-    fn derive(&self, own: Option<Instant>) -> (Context, CancelHandle) {
-        self.derive_on(own, None)
+        let clock = self.clock_queue();
+        let now = crate::clock::now_on(clock);
+        self.derive(now.checked_add(timeout), clock, Some(now))
     }
 
     /// Derives a node whose own deadline (if any) is measured and fired by `clock` (`None`:
-    /// the system clock).
-    fn derive_on(
+    /// the system clock); `now`: that clock's time, if the caller has read it already.
+    fn derive(
         &self,
         own: Option<Instant>,
         clock: Option<&Arc<Queue>>,
+        now: Option<Instant>,
     ) -> (Context, CancelHandle) {
-        let (ctx_ref, handle_ref) = node::derive(self.node.as_ref(), own, clock);
+        let (ctx_ref, handle_ref) = node::derive(self.node.as_ref(), own, clock, now);
         (
             Context {
                 node: Some(ctx_ref),
@@ -420,10 +418,7 @@ impl Context {
     /// The time on this tree's clock.
     #[inline]
     pub(crate) fn clock_now(&self) -> Instant {
-        match self.clock_queue() {
-            None => Instant::now(),
-            Some(q) => q.now_of_clock(),
-        }
+        crate::clock::now_on(self.clock_queue())
     }
 
     /// The root of a manual or tokio clock's tree.

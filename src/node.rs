@@ -153,11 +153,13 @@ impl Drop for NodeRef {
 /// the node registers nowhere), with its own deadline `own` if any. Returns two counted
 /// references: one for the `Context`, one for the `CancelHandle`.
 ///
-/// `clock` measures and fires the node's own deadline (`None`: the system clock).
+/// `clock` measures and fires the node's own deadline (`None`: the system clock); `now` is
+/// its time if the caller has read it already (`with_timeout`), so it is read once.
 pub(crate) fn derive(
     parent: Option<&NodeRef>,
     own: Option<Instant>,
     clock: Option<&Arc<Queue>>,
+    now: Option<Instant>,
 ) -> (NodeRef, NodeRef) {
     let mut parent_word = 0;
     // A parent that can never be done is no parent at all: register nowhere (behaviour 14).
@@ -177,11 +179,7 @@ pub(crate) fn derive(
         return pair(Node::born_done(state::inherit(parent_word), deadline), 2);
     }
     if let Some(d) = arm {
-        let now = match clock {
-            None => Instant::now(),
-            Some(q) => q.now_of_clock(),
-        };
-        if d <= now {
+        if d <= now.unwrap_or_else(|| crate::clock::now_on(clock)) {
             // Behaviour 5: a deadline already past, no timer armed.
             return pair(
                 Node::born_done(state::done_word(Error::DeadlineExceeded, None), deadline),

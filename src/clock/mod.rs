@@ -152,10 +152,7 @@ impl Clock {
     /// This clock's time, as a std `Instant` in its own timeline (deadlines of its contexts
     /// are in the same timeline).
     pub fn now(&self) -> Instant {
-        match &self.queue {
-            None => Instant::now(),
-            Some(q) => q.now_of_clock(),
-        }
+        now_on(self.queue.as_ref())
     }
 
     /// Moves a manual clock forward by `by` (saturating at the latest representable
@@ -179,8 +176,8 @@ impl Clock {
     /// ```
     pub fn advance(&self, by: Duration) {
         let q = self.manual_queue("advance");
-        let from = q.now();
-        self.advance_to(saturating_add(from, by));
+        let reached = q.move_by(by);
+        fire_to(q, reached);
     }
 
     /// Moves a manual clock forward to `to` (no move if `to` is not later than
@@ -192,11 +189,7 @@ impl Clock {
     pub fn advance_to(&self, to: Instant) {
         let q = self.manual_queue("advance_to");
         let reached = q.move_to(to);
-        let panic = q.fire_due(reached);
-        q.wait_in_flight(reached);
-        if let Some(p) = panic {
-            std::panic::resume_unwind(p);
-        }
+        fire_to(q, reached);
     }
 
     fn manual_queue(&self, what: &str) -> &Queue {
@@ -237,6 +230,16 @@ impl fmt::Debug for Clock {
                 .field("queue", q)
                 .finish(),
         }
+    }
+}
+
+/// The second half of an advance: fires what is due at `reached`, waits for what other
+/// threads still fire of it, then re-raises the first callback panic.
+fn fire_to(q: &Queue, reached: Instant) {
+    let panic = q.fire_due(reached);
+    q.wait_in_flight(reached);
+    if let Some(p) = panic {
+        std::panic::resume_unwind(p);
     }
 }
 
@@ -282,6 +285,15 @@ impl Context {
         Clock {
             queue: self.clock_queue().cloned(),
         }
+    }
+}
+
+/// The time of the clock whose queue is `queue` (`None`: the system clock).
+#[inline]
+pub(crate) fn now_on(queue: Option<&Arc<Queue>>) -> Instant {
+    match queue {
+        None => Instant::now(),
+        Some(q) => q.now_of_clock(),
     }
 }
 

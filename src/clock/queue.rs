@@ -187,6 +187,14 @@ impl Queue {
         g.now
     }
 
+    /// Moves a manual clock's time forward by `by`, saturating (module docs of `clock`);
+    /// returns the time after the move.
+    pub(crate) fn move_by(&self, by: std::time::Duration) -> Instant {
+        let mut g = self.lock();
+        g.now = super::saturating_add(g.now, by);
+        g.now
+    }
+
     /// The earliest pending deadline.
     #[cfg(all(feature = "tokio", not(loom)))]
     pub(crate) fn earliest(&self) -> Option<Instant> {

@@ -241,8 +241,11 @@ fn drain(d: &Driver, wheel: &mut Wheel, outstanding: &mut usize, returns: &mut R
         match unsafe { (*link).op } {
             Op::Arm => {
                 *outstanding += 1;
-                // SAFETY: driver thread; `t` is live.
-                if unsafe { &*t }.is_armed() && !unsafe { wheel.insert(t) } {
+                // SAFETY: `t` is live: the driver's count on it is held until this turn
+                // releases it.
+                let armed = unsafe { &*t }.is_armed();
+                // SAFETY: driver thread (the wheel's only user); `t` is live, as above.
+                if armed && !unsafe { wheel.insert(t) } {
                     fire(t, outstanding, returns);
                 }
             }
