@@ -416,6 +416,7 @@ impl Context {
     }
 
     /// The time on this tree's clock.
+    #[cfg(feature = "http")]
     #[inline]
     pub(crate) fn clock_now(&self) -> Instant {
         crate::clock::now_on(self.clock_queue())

@@ -34,7 +34,7 @@
 //! read only where time is read: `with_timeout`, and `with_deadline` when it arms a timer
 //! of its own. Under `background()` there is no table, so the system clock's paths are the
 //! ones that existed before clocks (one check of a null pointer more). The cost: a root of
-//! a manual or tokio clock takes one of the six value types that fit in a context's inline
+//! a manual or tokio clock takes one of the four value types that fit in a context's inline
 //! table, and every armed entry of such a clock holds a count on its queue.
 //!
 //! # Firing, and callbacks that advance

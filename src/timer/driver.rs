@@ -106,8 +106,8 @@ fn start_driver() -> &'static Started {
     s
 }
 
-fn push(d: &Driver, link: *const Link) {
-    let link = link as *mut Link;
+fn push(d: &Driver, link: *const Link, op: Op) {
+    let tagged = op.tag(link);
     let mut head = d.inbox.load(Ordering::Relaxed);
     loop {
         // SAFETY: the link belongs to a live entry whose driver count is held until the
@@ -116,7 +116,7 @@ fn push(d: &Driver, link: *const Link) {
         // SeqCst: see the module docs (pairs with the driver's swap and next_wake store).
         match d
             .inbox
-            .compare_exchange(head, link, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange(head, tagged, Ordering::SeqCst, Ordering::Relaxed)
         {
             Ok(_) => return,
             Err(h) => head = h,
@@ -130,7 +130,7 @@ pub(crate) fn submit_arm(t: *const TimerEntry) {
     let d = &DRIVER;
     // SAFETY: `t` is live (the driver's count is held until the driver handles it).
     let entry = unsafe { &*t };
-    push(d, &entry.arm_link);
+    push(d, &entry.arm_link, Op::Arm);
     let wake = d.next_wake.load(Ordering::SeqCst);
     if wake != AWAKE {
         let due = entry.deadline.saturating_duration_since(s.start).as_nanos() / TICK.as_nanos();
@@ -155,7 +155,7 @@ pub(crate) fn submit_disarm(t: *const TimerEntry) {
     let d = &DRIVER;
     // No need to start the driver: a disarm follows an arm, which started it.
     // SAFETY: as in `submit_arm`.
-    push(d, unsafe { &(*t).disarm_link });
+    push(d, unsafe { &(*t).disarm_link }, Op::Disarm);
     let n = DISARMS
         .try_with(|c| {
             let n = c.get().wrapping_add(1);
@@ -230,15 +230,16 @@ fn drain(d: &Driver, wheel: &mut Wheel, outstanding: &mut usize, returns: &mut R
     let mut top = d.inbox.swap(ptr::null_mut(), Ordering::SeqCst);
     let mut batch = Vec::new();
     while !top.is_null() {
-        batch.push(top as *const Link);
+        let (op, link) = Op::untag(top);
+        batch.push((op, link));
         // SAFETY: links in the inbox belong to live entries (driver count held).
-        top = unsafe { (*top).next.load(Ordering::Relaxed) };
+        top = unsafe { (*link).next.load(Ordering::Relaxed) };
     }
-    for &link in batch.iter().rev() {
-        // SAFETY: a link in the inbox is an arm or disarm link of a live entry.
-        let t = unsafe { TimerEntry::from_link(link) };
-        // SAFETY: as above.
-        match unsafe { (*link).op } {
+    for &(op, link) in batch.iter().rev() {
+        // SAFETY: a link in the inbox is the arm or disarm link of a live entry, as its tag
+        // says.
+        let t = unsafe { TimerEntry::from_link(link, op) };
+        match op {
             Op::Arm => {
                 *outstanding += 1;
                 // SAFETY: `t` is live: the driver's count on it is held until this turn

@@ -25,7 +25,7 @@ use crate::clock::Queue;
 use crate::list::{self, Entry};
 use crate::live;
 use crate::sync::epoch;
-use crate::sync::{AtomicPtr, AtomicU8, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU8, Ordering, UnsafeCell};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,27 +33,44 @@ pub(crate) const ARMED: u8 = 0;
 pub(crate) const FIRED: u8 = 1;
 pub(crate) const CANCELLED: u8 = 2;
 
-/// Which message a link carries.
+/// Which message a link carries. The inbox carries it in the low bit of the pointer to the
+/// link (links are 8-aligned), so a link is one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
-    Arm,
-    Disarm,
+    Arm = 0,
+    Disarm = 1,
 }
 
-/// An intrusive inbox link.
+impl Op {
+    /// The link pointer tagged with this message.
+    pub(crate) fn tag(self, link: *const Link) -> *mut Link {
+        (link as *mut Link).map_addr(|a| a | self as usize)
+    }
+
+    /// The message of a tagged link pointer, and the link.
+    pub(crate) fn untag(tagged: *mut Link) -> (Op, *const Link) {
+        let op = if tagged.addr() & 1 == 0 {
+            Op::Arm
+        } else {
+            Op::Disarm
+        };
+        (op, tagged.map_addr(|a| a & !1) as *const Link)
+    }
+}
+
+/// An intrusive inbox link: the next message, tagged with its `Op`.
 #[derive(Debug)]
 pub(crate) struct Link {
     pub(crate) next: AtomicPtr<Link>,
-    pub(crate) op: Op,
 }
 
 /// The driver's bookkeeping, touched by the driver thread only.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WheelPos {
     pub(crate) tick: u64,
-    pub(crate) slot: usize,
-    /// Index in the slot's vector, or `usize::MAX` when not in the wheel.
-    pub(crate) index: usize,
+    pub(crate) slot: u32,
+    /// Index in the slot's vector, or `u32::MAX` when not in the wheel.
+    pub(crate) index: u32,
 }
 
 /// A deadline timer of one node.
@@ -61,7 +78,8 @@ pub(crate) struct WheelPos {
 #[repr(C)]
 pub(crate) struct TimerEntry {
     state: AtomicU8,
-    refs: AtomicUsize,
+    /// At most 2 (module docs, "Counts"); 32 bits keep the entry at 72 bytes.
+    refs: AtomicU32,
     node: *const Entry,
     pub(crate) deadline: Instant,
     pub(crate) arm_link: Link,
@@ -74,26 +92,29 @@ pub(crate) struct TimerEntry {
     pub(crate) pos: UnsafeCell<WheelPos>,
 }
 
+// The memory target of a child with a deadline (node entry plus timer entry) is 160 bytes.
+#[cfg(all(target_os = "linux", target_pointer_width = "64", not(loom)))]
+const _: () = assert!(std::mem::size_of::<TimerEntry>() == 72);
+
 impl TimerEntry {
     /// A fresh, unarmed entry for `deadline`, fired by `queue` (`None`: the timer driver).
     pub(crate) fn new(deadline: Instant, queue: Option<Arc<Queue>>) -> *const TimerEntry {
         live::add(live::Counter::Timers, 1);
-        let link = |op| Link {
+        let link = || Link {
             next: AtomicPtr::new(std::ptr::null_mut()),
-            op,
         };
         let entry = TimerEntry {
             state: AtomicU8::new(ARMED),
-            refs: AtomicUsize::new(2),
+            refs: AtomicU32::new(2),
             node: std::ptr::null(),
             deadline,
-            arm_link: link(Op::Arm),
-            disarm_link: link(Op::Disarm),
+            arm_link: link(),
+            disarm_link: link(),
             queue,
             pos: UnsafeCell::new(WheelPos {
                 tick: 0,
                 slot: 0,
-                index: usize::MAX,
+                index: u32::MAX,
             }),
         };
         // The memory of an entry the driver released, if any (`recycle.rs`).
@@ -115,10 +136,9 @@ impl TimerEntry {
     ///
     /// # Safety
     ///
-    /// `link` is the `arm_link` or `disarm_link` of a live entry, as its `op` says.
-    pub(crate) unsafe fn from_link(link: *const Link) -> *const TimerEntry {
-        // SAFETY: per the contract `link` is live.
-        let offset = match unsafe { (*link).op } {
+    /// `link` is the `arm_link` (`op` is `Arm`) or `disarm_link` (`Disarm`) of a live entry.
+    pub(crate) unsafe fn from_link(link: *const Link, op: Op) -> *const TimerEntry {
+        let offset = match op {
             Op::Arm => std::mem::offset_of!(TimerEntry, arm_link),
             Op::Disarm => std::mem::offset_of!(TimerEntry, disarm_link),
         };

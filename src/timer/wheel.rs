@@ -72,9 +72,17 @@ impl Wheel {
         self.slots[slot].push(t);
         self.occupied[slot / 64] |= 1 << (slot % 64);
         self.len += 1;
-        let index = self.slots[slot].len() - 1;
+        // A slot would need 2^32 entries (hundreds of GB of timers) to overflow the index.
+        let index =
+            u32::try_from(self.slots[slot].len() - 1).unwrap_or_else(|_| std::process::abort());
         // SAFETY: driver thread only, per the contract.
-        unsafe { entry.set_pos(WheelPos { tick, slot, index }) };
+        unsafe {
+            entry.set_pos(WheelPos {
+                tick,
+                slot: slot as u32,
+                index,
+            })
+        };
         true
     }
 
@@ -88,12 +96,12 @@ impl Wheel {
         let entry = unsafe { &*t };
         // SAFETY: driver thread only.
         let pos = unsafe { entry.pos() };
-        if pos.index == usize::MAX {
+        if pos.index == u32::MAX {
             return;
         }
-        let slot = &mut self.slots[pos.slot];
-        slot.swap_remove(pos.index);
-        if let Some(&moved) = slot.get(pos.index) {
+        let slot = &mut self.slots[pos.slot as usize];
+        slot.swap_remove(pos.index as usize);
+        if let Some(&moved) = slot.get(pos.index as usize) {
             // SAFETY: entries in the wheel are live; driver thread only.
             let moved = unsafe { &*moved };
             // SAFETY: driver thread only.
@@ -105,13 +113,13 @@ impl Wheel {
             };
         }
         if slot.is_empty() {
-            self.occupied[pos.slot / 64] &= !(1 << (pos.slot % 64));
+            self.occupied[pos.slot as usize / 64] &= !(1 << (pos.slot % 64));
         }
         self.len -= 1;
         // SAFETY: driver thread only.
         unsafe {
             entry.set_pos(WheelPos {
-                index: usize::MAX,
+                index: u32::MAX,
                 ..pos
             })
         };
