@@ -156,6 +156,16 @@ MUTANTS = [
      "the driver gives up TIMER but never finalizes a node it was the last claim on",
      """        if node.give_up_timer() {""",
      """        if node.give_up_timer() && false {"""),
+    ("m16_sleepers_wake_all", "src/sleep.rs",
+     "the canceller never wakes the sleepers",
+     """        if word.load(Ordering::SeqCst) & !SIGNALLED != 0 {""",
+     """        if false && word.load(Ordering::SeqCst) & !SIGNALLED != 0 {"""),
+    ("m16_sleepers_wake_all", "src/sleep.rs",
+     "a sleeper that counted itself does not re-read the state before sleeping",
+     """        while !state::is_done(state.load_seqcst()) {""",
+     """        let mut first = true;
+        while first || !state::is_done(state.load_seqcst()) {
+            first = false;"""),
     # Not listed: the two real bugs the models found, as they cannot come back in the
     # current engine. (1) push read the head Relaxed; now the head is the state word
     # itself, and the pusher's next Acquire load of that same word sees DONE and

@@ -115,7 +115,10 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
     let entry = unsafe { &*e };
     let node = entry.node();
     let chain = match node.state.try_finish(word) {
-        Ok(chain) => chain,
+        Ok(chain) => {
+            node.sleepers.wake();
+            chain
+        }
         Err(now) => {
             // A cancel nested in a walk (a callback cancelling) must not wait (module docs).
             if state::is_done(now) && WALKING.with(Cell::get) == 0 {
@@ -175,6 +178,7 @@ fn walk(chain: usize, word: usize, may_wait: bool, stack: &mut Stack, panic: &mu
     list::walk_chain(chain, |entry| match &entry.kind {
         Kind::Node(child) => match child.state.try_finish(state::inherit(word)) {
             Ok(child_chain) => {
+                child.sleepers.wake();
                 disarm_timer(entry);
                 stack.push((entry as *const Entry, child_chain, Owed::Expand));
                 true

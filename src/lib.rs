@@ -39,6 +39,15 @@
 //! assert!(ctx.err().unwrap().is_timeout());
 //! ```
 //!
+//! # Memory
+//!
+//! Heap bytes per live context on 64-bit Linux: a cancellable child 72; a child with its
+//! own deadline about 154 (the node and a 72-byte timer entry, plus the timer wheel's
+//! pointer to it); [`Context::with_value`] 88 plus the value while at most four distinct
+//! value types are visible (more move the table to the heap: 16 bytes a slot); roots
+//! nothing. A thread in [`Context::wait`] allocates nothing; a pending `done()` future
+//! holds one 72-byte waiter entry.
+//!
 //! # Internals
 //!
 //! A chapter per file, each with its algorithm, invariants and orderings:
@@ -48,7 +57,8 @@
 //!   operation); `list/refs.rs`: the claims on an entry (count, LINKED, TIMER) and its
 //!   release; `list/grave.rs`: batched epoch reclamation.
 //! - `cancel.rs`: one cancel end to end: the CAS, the close, the iterative walk.
-//! - `wait.rs`: waiters for futures and threads on one `AtomicWaker` mechanism.
+//! - `wait.rs`: waiters for futures and timed thread waits on one `AtomicWaker` mechanism;
+//!   `sleep.rs`: threads in `wait()` on one futex word per node, woken by one call.
 //! - `callback.rs`: `after_func` and the claim protocol of `stop()`.
 //! - `inert.rs`: contexts that can never be done any more, and what they let go.
 //! - `timer/`: the process-wide timer driver (the system clock's) and its hashed wheel.
@@ -70,6 +80,7 @@ mod handle;
 mod inert;
 mod list;
 mod node;
+mod sleep;
 mod state;
 mod sync;
 mod timer;

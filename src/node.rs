@@ -21,6 +21,7 @@ use crate::clock::Queue;
 use crate::error::Error;
 use crate::inert;
 use crate::list::{self, Entry, Kind, Listeners};
+use crate::sleep::Sleepers;
 use crate::state::{self, State};
 use crate::sync::{AtomicU8, Ordering};
 use crate::timer::{self, TimerEntry};
@@ -43,7 +44,14 @@ pub(crate) struct Node {
     /// What can still cancel the node besides its timer (`inert::HANDLE`,
     /// `inert::PARENT`); a node with a timer never becomes inert while live.
     pub(crate) sources: AtomicU8,
+    /// Threads blocked in `wait()` on this node (`sleep.rs`); fits in the padding after
+    /// `sources`, so the node does not grow.
+    pub(crate) sleepers: Sleepers,
 }
+
+// The memory target of a cancellable child is 96 bytes; its entry is 72.
+#[cfg(all(target_os = "linux", target_pointer_width = "64", not(loom)))]
+const _: () = assert!(std::mem::size_of::<Entry>() == 72);
 
 impl Node {
     /// A live node with no timer, cancelled by its handle alone.
@@ -54,6 +62,7 @@ impl Node {
             deadline,
             timer: std::ptr::null(),
             sources: AtomicU8::new(inert::HANDLE),
+            sleepers: Sleepers::new(),
         }
     }
 
@@ -65,6 +74,7 @@ impl Node {
             deadline,
             timer: std::ptr::null(),
             sources: AtomicU8::new(0),
+            sleepers: Sleepers::new(),
         }
     }
 

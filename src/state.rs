@@ -144,6 +144,12 @@ impl State {
         self.0.load(Ordering::Acquire)
     }
 
+    /// The current word, `SeqCst`: a sleeper's read after counting itself (`sleep.rs`).
+    #[inline]
+    pub(crate) fn load_seqcst(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
     /// The word as the head of the listener list (for `list.rs`).
     #[inline]
     pub(crate) fn head(&self) -> &AtomicUsize {
@@ -165,10 +171,12 @@ impl State {
                 drop_word(word);
                 return Err(current);
             }
-            // AcqRel: see the module docs. A failure (a push moved the head) retries.
+            // AcqRel: see the module docs; SeqCst (no dearer on x86) because the winner
+            // then reads the node's sleeper count (`sleep.rs`). A failure (a push moved the
+            // head) retries.
             match self
                 .0
-                .compare_exchange(current, word, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(current, word, Ordering::SeqCst, Ordering::Acquire)
             {
                 Ok(chain) => return Ok(chain),
                 Err(now) => current = now,

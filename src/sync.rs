@@ -48,6 +48,8 @@ pub(crate) use loom_epoch as epoch;
 #[cfg(all(loom, not(ctxcore_loom_real_epoch)))]
 pub(crate) mod loom_epoch;
 
+pub(crate) mod futex;
+
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
 

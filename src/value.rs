@@ -227,10 +227,15 @@ fn table_with(parent: Option<&ValueHead>, own: Slot, id: TypeId) -> (u32, Slots)
         return (len as u32, Slots { inline });
     }
     let want = (len * 4 / 3 + 1).next_power_of_two();
-    // SAFETY (both blocks): read only when the parent's table is on the heap.
-    let mut slots = if !p.is_inline() && unsafe { p.slots.heap.len() } >= want {
-        // SAFETY: as above.
-        unsafe { p.slots.heap.to_vec().into_boxed_slice() }
+    // The parent's heap table, if it has one.
+    let parent_heap: Option<&[Slot]> = if p.is_inline() {
+        None
+    } else {
+        // SAFETY: `len > INLINE_TYPES`: the heap table is the parent's live field.
+        Some(unsafe { &p.slots.heap })
+    };
+    let mut slots = if let Some(heap) = parent_heap.filter(|h| h.len() >= want) {
+        heap.to_vec().into_boxed_slice()
     } else {
         let mut fresh = vec![EMPTY; want].into_boxed_slice();
         for s in p.entries() {

@@ -1,8 +1,11 @@
-//! Waiting for done: the `Done` futures and blocked threads, on one mechanism.
+//! Waiting for done: the `Done` futures, and threads waiting with a timeout, on one
+//! mechanism. (A thread waiting with no timeout sleeps on the node's futex word instead:
+//! `sleep.rs`.)
 //!
 //! A waiter is a list entry holding an `AtomicWaker` (`list.rs`). A future registers its
-//! task's waker; a blocked thread registers a waker that unparks it (`std::task::Wake` over
-//! the thread handle, cached per thread), so both are woken by the same canceller walk.
+//! task's waker; a thread in `wait_timeout` registers a waker that unparks it
+//! (`std::task::Wake` over the thread handle, cached per thread), so both are woken by the
+//! same canceller walk.
 //!
 //! Why no wakeup is lost: the waker is registered *before* the entry is pushed, and every
 //! later poll registers before it re-reads the state word. The canceller sets DONE before it
@@ -259,6 +262,12 @@ pub(crate) fn block_on_done(node: Option<&NodeRef>, deadline: Option<Instant>) -
         return false;
     };
     if node.node().is_done() {
+        return true;
+    }
+    if deadline.is_none() {
+        // No timeout: sleep on the node's futex word, woken with every other sleeper by
+        // one call (`sleep.rs`).
+        node.node().sleepers.sleep_until_done(&node.node().state);
         return true;
     }
     let waker = THREAD_WAKER.with(Waker::clone);

@@ -91,4 +91,14 @@ fn allocation_budgets() {
     assert_eq!(n, 0, "done().await on a done context");
     let (_, n) = allocs(|| clone.is_done() && clone.check().is_err() && clone.err().is_some());
     assert_eq!(n, 0, "observing");
+
+    // A thread in `wait()` sleeps on the node's futex word: no waiter entry.
+    let (ctx, h) = Context::background().with_cancel();
+    let (n, ()) = std::thread::scope(|s| {
+        let waiter = s.spawn(|| allocs(|| ctx.wait()).1);
+        std::thread::sleep(Duration::from_millis(20));
+        h.cancel();
+        (waiter.join().unwrap(), ())
+    });
+    assert_eq!(n, 0, "a thread blocked in wait()");
 }

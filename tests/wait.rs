@@ -231,3 +231,64 @@ fn futures_poll_fn_type_check() {
     is_future(&ctx.done());
     is_future(&ctx.done_owned());
 }
+
+#[test]
+fn many_threads_in_wait_all_return_on_one_cancel_and_on_a_parents_walk() {
+    for through_parent in [false, true] {
+        let (parent, parent_handle) = Context::background().with_cancel();
+        let (ctx, handle) = parent.with_cancel();
+        let ready = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let waiters: Vec<_> = (0..32)
+                .map(|_| {
+                    s.spawn(|| {
+                        ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        ctx.wait();
+                        ctx.err()
+                    })
+                })
+                .collect();
+            while ready.load(std::sync::atomic::Ordering::SeqCst) < 32 {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            if through_parent {
+                parent_handle.cancel();
+            } else {
+                handle.cancel();
+            }
+            for w in waiters {
+                assert_eq!(w.join().unwrap(), Some(ctxcore::Error::Canceled));
+            }
+        });
+        assert_eq!(parent.is_done(), through_parent);
+    }
+}
+
+#[test]
+fn wait_returns_for_threads_arriving_before_during_and_after_the_cancel() {
+    for round in 0..200u64 {
+        let (ctx, handle) = Context::background().with_cancel();
+        std::thread::scope(|s| {
+            let waiters: Vec<_> = (0..3)
+                .map(|i| {
+                    let ctx = &ctx;
+                    s.spawn(move || {
+                        if (round + i) % 3 == 0 {
+                            std::thread::yield_now();
+                        }
+                        ctx.wait();
+                        assert!(ctx.is_done());
+                    })
+                })
+                .collect();
+            if round % 2 == 0 {
+                std::thread::yield_now();
+            }
+            handle.cancel();
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
+    }
+}
