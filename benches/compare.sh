@@ -50,6 +50,13 @@ if command -v go >/dev/null; then
     GO_OUT=(--go "$OUT/go.txt")
 fi
 
+echo "== cargo test --release --test memory" >&2
+cargo test -q --release --test memory -- --nocapture --test-threads=1 2>/dev/null \
+    | grep -E ': [0-9.]+ B$' > "$OUT/memory.txt" || true
+
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1)
+CPU="$CPU, $(nproc) CPUs"
 python3 benches/report.py --criterion target/criterion "${GO_OUT[@]}" --allocs "$OUT/allocs.txt" \
+    --memory "$OUT/memory.txt" --cpu "$CPU" \
     --svg docs/perf.svg --rust-out "$OUT/rust.txt" | tee "$OUT/table.md"
 echo "compare.sh: done in $(( $(date +%s) - start )) s; table in $OUT/table.md, chart in docs/perf.svg" >&2

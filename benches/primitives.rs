@@ -1,5 +1,5 @@
 //! What the engine's building blocks cost on this machine, to explain the per-operation
-//! figures of the other benches (PERF.md, "Why the misses"): an uncontended locked
+//! figures of the other benches (PERF.md, "Floors"): an uncontended locked
 //! read-modify-write (the unit ctxcore's lock-free paths pay), a SeqCst fence (what an epoch
 //! pin costs on x86), an allocation and free of a context-sized block, and a plain Acquire
 //! load (the floor of `is_done()`).
