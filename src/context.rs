@@ -311,6 +311,11 @@ impl Context {
 
     /// Blocks the calling thread until the context is done.
     ///
+    /// Allocates nothing: the thread sleeps on a word of the context's node, and the cancel
+    /// wakes every thread waiting on that context with one system call. On a context that
+    /// can never be done (such as `background()`), it blocks forever, as receiving from
+    /// Go's `Done()` channel does.
+    ///
     /// ```
     /// let (ctx, h) = ctxcore::Context::background().with_cancel();
     /// let t = std::thread::spawn(move || h.cancel());
