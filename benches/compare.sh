@@ -51,8 +51,12 @@ if command -v go >/dev/null; then
 fi
 
 echo "== cargo test --release --test memory" >&2
-cargo test -q --release --test memory -- --nocapture --test-threads=1 2>/dev/null \
-    | grep -E ': [0-9.]+ B$' > "$OUT/memory.txt" || true
+: > "$OUT/memory.txt"
+# One process per test (see tests/memory.rs).
+for t in $(cargo test -q --release --test memory -- --list 2>/dev/null | sed -n 's/: test$//p'); do
+    cargo test -q --release --test memory -- --nocapture --exact "$t" 2>/dev/null \
+        | grep -E ': [0-9.]+ B$' >> "$OUT/memory.txt" || true
+done
 
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1)
 CPU="$CPU, $(nproc) CPUs"

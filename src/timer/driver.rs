@@ -230,12 +230,13 @@ fn drain(d: &Driver, wheel: &mut Wheel, outstanding: &mut usize, returns: &mut R
     let mut top = d.inbox.swap(ptr::null_mut(), Ordering::SeqCst);
     let mut batch = Vec::new();
     while !top.is_null() {
-        let (op, link) = Op::untag(top);
-        batch.push((op, link));
+        // Tagged pointers, one word each: the batch of a busy turn stays small.
+        batch.push(top);
         // SAFETY: links in the inbox belong to live entries (driver count held).
-        top = unsafe { (*link).next.load(Ordering::Relaxed) };
+        top = unsafe { (*Op::untag(top).1).next.load(Ordering::Relaxed) };
     }
-    for &(op, link) in batch.iter().rev() {
+    for &tagged in batch.iter().rev() {
+        let (op, link) = Op::untag(tagged);
         // SAFETY: a link in the inbox is the arm or disarm link of a live entry, as its tag
         // says.
         let t = unsafe { TimerEntry::from_link(link, op) };
