@@ -140,3 +140,112 @@ fn values_cross_threads() {
     .unwrap();
     assert_eq!(got, (Some("sent"), Some(3)));
 }
+
+/// Randomized against a model: chains of `with_value` over 12 value types (so tables move
+/// from inline to the heap and back along a chain), with cancellable links in between,
+/// random parents and random drops. After every step, every context still held answers
+/// every type as the model says; at the end every value was dropped exactly once.
+#[test]
+fn values_match_a_model_of_shadowing_across_inline_and_heap_tables() {
+    use std::collections::HashMap;
+    let _leaks = common::leak_check();
+    let probe = Arc::new(());
+    macro_rules! types {
+        ($($t:ident),*) => {
+            $(#[derive(Debug)] struct $t(u64, #[allow(dead_code)] Arc<()>);)*
+            /// `ctx` with a value of type number `i` holding `v`.
+            fn put(ctx: &Context, i: usize, v: u64, probe: &Arc<()>) -> Context {
+                let mut n = 0;
+                $(
+                    if i == n {
+                        return ctx.with_value($t(v, probe.clone()));
+                    }
+                    n += 1;
+                )*
+                unreachable!("type {i} of {n}")
+            }
+            /// What `ctx` answers for type number `i`.
+            fn get(ctx: &Context, i: usize) -> Option<u64> {
+                let mut n = 0;
+                $(
+                    if i == n {
+                        return ctx.value::<$t>().map(|x| x.0);
+                    }
+                    n += 1;
+                )*
+                unreachable!("type {i} of {n}")
+            }
+        };
+    }
+    types!(A, B, C, D, E, F, G, H, I, J, K, L);
+    const TYPES: usize = 12;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for seed in 0..40u64 {
+        // Contexts held, each with the model of what it sees, and handles to keep alive.
+        let mut pool: Vec<(Context, HashMap<usize, u64>)> =
+            vec![(Context::background(), HashMap::new())];
+        let mut handles = Vec::new();
+        // Some seeds use few types (inline tables only), others all twelve.
+        let span = if seed % 3 == 0 { 4 } else { TYPES };
+        for step in 0..400u64 {
+            let r = next();
+            let p = (r as usize) % pool.len();
+            let (parent, model) = (pool[p].0.clone(), pool[p].1.clone());
+            match (r >> 32) % 10 {
+                0 => {
+                    let (c, h) = parent.with_cancel();
+                    handles.push(h);
+                    pool.push((c, model));
+                }
+                1 if pool.len() > 1 => {
+                    pool.swap_remove(p.max(1));
+                }
+                _ => {
+                    let i = ((r >> 40) as usize) % span;
+                    let v = seed * 1_000_000 + step;
+                    let mut m = model;
+                    m.insert(i, v);
+                    pool.push((put(&parent, i, v, &probe), m));
+                }
+            }
+            // The newest context and a few random ones each step; all of them every 50.
+            let all = step % 50 == 49;
+            let picks: Vec<usize> = if all {
+                (0..pool.len()).collect()
+            } else {
+                let mut v = vec![pool.len() - 1];
+                v.extend((0..4).map(|_| next() as usize % pool.len()));
+                v
+            };
+            for (ctx, m) in picks.iter().map(|&k| &pool[k]) {
+                for i in 0..TYPES {
+                    assert_eq!(
+                        get(ctx, i),
+                        m.get(&i).copied(),
+                        "seed {seed} step {step} type {i}"
+                    );
+                }
+                if !m.is_empty() {
+                    let debug = format!("{ctx:?}");
+                    assert!(
+                        debug.contains(&format!("values: {}", m.len())),
+                        "seed {seed} step {step}: {debug}"
+                    );
+                }
+            }
+        }
+        drop(pool);
+        drop(handles);
+        assert_eq!(
+            Arc::strong_count(&probe),
+            1,
+            "seed {seed}: values not dropped"
+        );
+    }
+}
