@@ -64,10 +64,12 @@ pub(crate) mod thread {
     #[cfg(loom)]
     pub(crate) use loom::thread::{current, park, yield_now, Thread};
 
-    /// Loom has no clock: a timed park is modelled as a park that may return spuriously.
+    /// Loom has no clock: a timed park is modelled as a park whose timeout does not expire
+    /// within the model (only an unpark ends it), so a lost wake-up of a timed wait is a
+    /// loom deadlock (model m06). No model relies on a timeout elapsing.
     #[cfg(loom)]
     pub(crate) fn park_timeout(_timeout: std::time::Duration) {
-        loom::thread::yield_now();
+        loom::thread::park();
     }
 }
 
