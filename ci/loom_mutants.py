@@ -57,7 +57,7 @@ MUTANTS = [
      "first-cancel-wins as load-then-store instead of a CAS",
      """            match self
                 .0
-                .compare_exchange(current, word, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(current, word, Ordering::SeqCst, Ordering::Acquire)
             {""",
      """            match {
                 self.0.store(word, Ordering::Release);
@@ -121,10 +121,10 @@ MUTANTS = [
     } {"""),
     ("m09_cause_vs_cancel", "src/state.rs",
      "cause published by a second step after DONE (CAS the flags, then fetch_or the pointer)",
-     """                .compare_exchange(current, word, Ordering::AcqRel, Ordering::Acquire)
+     """                .compare_exchange(current, word, Ordering::SeqCst, Ordering::Acquire)
             {
                 Ok(chain) => return Ok(chain),""",
-     """                .compare_exchange(current, word & FLAGS, Ordering::AcqRel, Ordering::Acquire)
+     """                .compare_exchange(current, word & FLAGS, Ordering::SeqCst, Ordering::Acquire)
             {
                 Ok(chain) => {
                     self.0.fetch_or(word & !FLAGS, Ordering::Release);
