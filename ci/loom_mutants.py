@@ -166,6 +166,10 @@ MUTANTS = [
      """        let mut first = true;
         while first || !state::is_done(state.load_seqcst()) {
             first = false;"""),
+    ("m17_shared_root", "src/stripe.rs",
+     "a derive goes to its stripe without looking whether the root is done",
+     """    if crate::state::is_done(node.node().state.load()) {""",
+     """    if false && crate::state::is_done(node.node().state.load()) {"""),
     # Not listed: the two real bugs the models found, as they cannot come back in the
     # current engine. (1) push read the head Relaxed; now the head is the state word
     # itself, and the pusher's next Acquire load of that same word sees DONE and

@@ -213,7 +213,11 @@ pub fn run(port: u16, downstream: Option<u16>) -> i32 {
             listener.local_addr()?
         ));
         let stop = root.clone();
-        axum::serve(listener, app(&root, downstream))
+        // Requests derive from every worker thread at once: a shared root registers them on
+        // per-thread stripes, so they do not all write one cache line. Cancelling `root`
+        // (the signal) cancels it, and with it every request.
+        let (requests, _requests_handle) = root.with_cancel_shared();
+        axum::serve(listener, app(&requests, downstream))
             .with_graceful_shutdown(async move {
                 stop.done().await;
                 event(format_args!("draining: {}", cause_of(&stop)));

@@ -97,6 +97,53 @@ impl Context {
         self.derive(None, None, None)
     }
 
+    /// Like [`with_cancel`](Context::with_cancel), for a context that many threads derive
+    /// children from at once, such as a server's root: its children register on per-thread
+    /// *stripes* (hidden children of it), so derives and drops on different threads write
+    /// different cache lines instead of all writing this one's.
+    ///
+    /// It behaves as a `with_cancel` child in every other way: cancelling it (or dropping
+    /// its handle) makes every descendant done before `cancel()` returns, children of it
+    /// once done are born done, its deadline and values reach them. It costs a few small
+    /// nodes (one per stripe, at most 64) for as long as any context of its subtree lives,
+    /// and one of the four inline value slots (`Context`'s "Memory").
+    ///
+    /// ```
+    /// let (root, shutdown) = ctxcore::Context::background().with_cancel_shared();
+    /// let workers: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let root = root.clone();
+    ///         std::thread::spawn(move || {
+    ///             for _ in 0..1000 {
+    ///                 let (request, done) = root.with_cancel();
+    ///                 assert!(!request.is_done());
+    ///                 done.cancel();
+    ///             }
+    ///         })
+    ///     })
+    ///     .collect();
+    /// for w in workers {
+    ///     w.join().unwrap();
+    /// }
+    /// let (late, _h) = root.with_cancel();
+    /// shutdown.cancel();
+    /// assert!(late.is_done());
+    /// ```
+    pub fn with_cancel_shared(&self) -> (Context, CancelHandle) {
+        let (ctx, handle) = self.with_cancel();
+        let Some(node) = &ctx.node else {
+            return (ctx, handle);
+        };
+        let slot = crate::stripe::StripeSlot::new(node, ctx.values.as_ref());
+        (
+            Context {
+                node: ctx.node.clone(),
+                values: Some(ValueRef::with(ctx.values.as_ref(), slot)),
+            },
+            handle,
+        )
+    }
+
     /// A child that is also done with [`Error::DeadlineExceeded`] at `deadline`. If this
     /// context's deadline is earlier, the child keeps that one (and arms no timer). A
     /// deadline already past gives a child born done.
@@ -139,11 +186,18 @@ impl Context {
         clock: Option<&Arc<Queue>>,
         now: Option<Instant>,
     ) -> (Context, CancelHandle) {
-        let (ctx_ref, handle_ref) = node::derive(self.node.as_ref(), own, clock, now);
+        let (parent, values) = match &self.node {
+            Some(n) => {
+                let (p, v) = crate::stripe::parent_for(n, self.values.as_ref());
+                (Some(p), v)
+            }
+            None => (None, self.values.as_ref()),
+        };
+        let (ctx_ref, handle_ref) = node::derive(parent, own, clock, now);
         (
             Context {
                 node: Some(ctx_ref),
-                values: self.values.clone(),
+                values: values.cloned(),
             },
             CancelHandle::new(handle_ref),
         )
@@ -413,6 +467,11 @@ impl Context {
         self.node.as_ref()
     }
 
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn values_ref(&self) -> Option<&ValueRef> {
+        self.values.as_ref()
+    }
+
     /// The queue of this tree's clock, carried as a hidden value (`clock/mod.rs`); `None`
     /// for the system clock.
     #[inline]
@@ -445,7 +504,11 @@ impl Default for Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hidden = usize::from(self.clock_queue().is_some());
+        let hidden = usize::from(self.clock_queue().is_some())
+            + self.values.as_ref().map_or(0, |v| {
+                usize::from(v.get::<crate::stripe::StripeSlot>().is_some())
+                    + usize::from(v.get::<crate::stripe::StripeMark>().is_some())
+            });
         let values = self.values.as_ref().map_or(0, ValueRef::len) - hidden;
         match (&self.node, &self.values) {
             (None, None) => f.write_str("Context::background()"),
@@ -455,7 +518,7 @@ impl fmt::Debug for Context {
                 d.field("err", &self.err())
                     .field("deadline", &self.deadline())
                     .field("values", &values);
-                if hidden == 1 {
+                if self.clock_queue().is_some() {
                     d.field("clock", &self.clock());
                 }
                 d.finish()

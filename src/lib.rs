@@ -39,6 +39,14 @@
 //! assert!(ctx.err().unwrap().is_timeout());
 //! ```
 //!
+//! # A root shared by every thread
+//!
+//! A server derives every request from one root, from every worker thread at once. Make
+//! that root with [`Context::with_cancel_shared`]: its children register on per-thread
+//! stripes (hidden children of it, each on cache lines of its own), so derives and drops on
+//! different threads do not all write one cache line. It behaves as
+//! [`with_cancel`](Context::with_cancel) in every other way.
+//!
 //! # Memory
 //!
 //! Heap bytes per live context on 64-bit Linux: a cancellable child 72; a child with its
@@ -64,6 +72,7 @@
 //! - `timer/`: the process-wide timer driver (the system clock's) and its hashed wheel.
 //! - `clock/`: clocks chosen per tree; the deadline queue of manual and tokio clocks.
 //! - `value.rs`: the flattened value map.
+//! - `stripe.rs`: shared roots and their per-thread stripes.
 //! - `live.rs`: leak counters.
 //! - `sync.rs`: the std/loom shim everything above imports from.
 
@@ -82,6 +91,7 @@ mod list;
 mod node;
 mod sleep;
 mod state;
+mod stripe;
 mod sync;
 mod timer;
 mod value;

@@ -171,6 +171,30 @@ pub(crate) fn derive(
     clock: Option<&Arc<Queue>>,
     now: Option<Instant>,
 ) -> (NodeRef, NodeRef) {
+    let e = derive_entry(parent, own, clock, now, true);
+    // SAFETY: `e` is live and its two counts are these two references.
+    unsafe { (NodeRef::from_raw(e), NodeRef::from_raw(e)) }
+}
+
+/// Derives a *stripe* of `parent` (`stripe.rs`): a node with no handle, no deadline of its
+/// own and one count, cancelled only through its parent. Its only source is PARENT, so it
+/// becomes never-done with its parent.
+pub(crate) fn derive_stripe(parent: &NodeRef) -> NodeRef {
+    let e = derive_entry(Some(parent), None, None, None, false);
+    // SAFETY: `e` is live and holds one count, this reference.
+    unsafe { NodeRef::from_raw(e) }
+}
+
+/// The node entry of [`derive`] (`handle`: two counts and the HANDLE source) or of
+/// [`derive_stripe`] (one count, no HANDLE).
+fn derive_entry(
+    parent: Option<&NodeRef>,
+    own: Option<Instant>,
+    clock: Option<&Arc<Queue>>,
+    now: Option<Instant>,
+    handle: bool,
+) -> *const Entry {
+    let count = if handle { 2 } else { 1 };
     let mut parent_word = 0;
     // A parent that can never be done is no parent at all: register nowhere (behaviour 14).
     let parent = parent.filter(|p| {
@@ -186,22 +210,30 @@ pub(crate) fn derive(
     };
     if parent.is_some() && state::is_done(parent_word) {
         // Behaviour 3: born done with the parent's error and cause.
-        return pair(Node::born_done(state::inherit(parent_word), deadline), 2);
+        return born(
+            Node::born_done(state::inherit(parent_word), deadline),
+            count,
+        );
     }
     if let Some(d) = arm {
         if d <= now.unwrap_or_else(|| crate::clock::now_on(clock)) {
             // Behaviour 5: a deadline already past, no timer armed.
-            return pair(
+            return born(
                 Node::born_done(state::done_word(Error::DeadlineExceeded, None), deadline),
-                2,
+                count,
             );
         }
     }
+    if !handle && parent.is_none() {
+        // A stripe of a parent that can never be done has no source at all: never-done
+        // from birth (behaviour 14).
+        return born(Node::born_done(state::NEVER, deadline), count);
+    }
     let owner = parent.map_or(std::ptr::null(), NodeRef::as_ptr);
-    let sources = if parent.is_some() {
-        inert::HANDLE | inert::PARENT
-    } else {
-        inert::HANDLE
+    let sources = match (handle, parent.is_some()) {
+        (true, true) => inert::HANDLE | inert::PARENT,
+        (true, false) => inert::HANDLE,
+        (false, _) => inert::PARENT,
     };
     let mut node = Node {
         sources: AtomicU8::new(sources),
@@ -211,8 +243,9 @@ pub(crate) fn derive(
     if let Some(t) = timer {
         node.timer = t;
     }
-    // Two counts (the context and the handle); a timer gives the entry TIMER instead.
-    let e = Entry::alloc(Kind::Node(node), 2, owner);
+    // Two counts (the context and the handle; a stripe has one); a timer gives the entry
+    // TIMER instead.
+    let e = Entry::alloc(Kind::Node(node), count, owner);
     if let Some(t) = timer {
         // Arming before the node enters its parent's list keeps "arm" before any "disarm"
         // in the driver's inbox.
@@ -230,22 +263,24 @@ pub(crate) fn derive(
                 // The parent was cancelled between our check and the push: born done
                 // after all.
                 cancel(e, state::inherit(word));
-            } else {
+            } else if handle {
                 // The parent became never-done meanwhile: it is no source of ours. Nobody
                 // has seen `sources` yet (the timer driver does not read it).
                 child.sources.fetch_and(!inert::PARENT, Ordering::Relaxed);
+            } else {
+                // A stripe whose parent became never-done: PARENT was its only source.
+                // SAFETY: we hold its count, and PARENT is set and ours to clear.
+                unsafe { inert::remove_source(e, inert::PARENT) };
             }
-            // SAFETY: `e` holds LINKED but is in no list; we hold two counts, so this does
+            // SAFETY: `e` holds LINKED but is in no list; we hold its counts, so this does
             // not finalize it. It keeps its count on the parent until it dies (invariant 5).
             unsafe { list::unlink_unpushed(e) };
         }
     }
-    // SAFETY: `e` is live and its two counts are these two references.
-    unsafe { (NodeRef::from_raw(e), NodeRef::from_raw(e)) }
+    e
 }
 
-fn pair(node: Node, count: usize) -> (NodeRef, NodeRef) {
-    let e = Entry::alloc(Kind::Node(node), count, std::ptr::null());
-    // SAFETY: `e` is live and holds `count` = 2 references, handed out here.
-    unsafe { (NodeRef::from_raw(e), NodeRef::from_raw(e)) }
+/// A node entry born closed (done or never-done), with `count` references.
+fn born(node: Node, count: usize) -> *const Entry {
+    Entry::alloc(Kind::Node(node), count, std::ptr::null())
 }

@@ -37,7 +37,9 @@ use std::any::TypeId;
 use std::hash::{Hash, Hasher};
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU32, Ordering};
+// Loom's under loom: a value node's count orders what happens before it is freed, and since
+// a shared root's value table holds counted stripes (`stripe.rs`), the models must see it.
+use crate::sync::{AtomicU32, Ordering};
 
 /// Distinct value types a context can see before its table moves to the heap.
 pub(crate) const INLINE_TYPES: usize = 4;
@@ -136,7 +138,7 @@ pub(crate) struct ValueHead {
 }
 
 // The memory target of a `with_value` node is 96 bytes with an 8-byte value.
-#[cfg(target_pointer_width = "64")]
+#[cfg(all(target_pointer_width = "64", not(loom)))]
 const _: () = assert!(std::mem::size_of::<ValueHead>() == 88);
 
 impl ValueHead {
@@ -266,18 +268,43 @@ unsafe impl Sync for StaticHead {}
 unsafe fn never_freed(_: *const ValueHead) {}
 
 /// The marker head of `Context::todo()`: no values, only a different identity.
-static TODO: StaticHead = StaticHead(ValueHead {
-    refs: AtomicU32::new(1),
-    len: 0,
-    parent: ptr::null(),
-    meta: &Meta {
-        type_id: TypeId::of::<()>(),
-        free: never_freed,
-    },
-    slots: Slots {
-        inline: [EMPTY; INLINE_TYPES],
-    },
-});
+#[cfg(not(loom))]
+static TODO: StaticHead = StaticHead(todo_head());
+
+// Loom's atomics cannot live in a plain static; a lazy one is made afresh per execution.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref TODO: StaticHead = StaticHead(todo_head());
+}
+
+/// The head of the TODO marker (its count is never used).
+#[cfg(not(loom))]
+const fn todo_head() -> ValueHead {
+    todo_head_with(AtomicU32::new(1))
+}
+
+#[cfg(loom)]
+fn todo_head() -> ValueHead {
+    todo_head_with(AtomicU32::new(1))
+}
+
+const fn todo_head_with(refs: AtomicU32) -> ValueHead {
+    ValueHead {
+        refs,
+        len: 0,
+        parent: ptr::null(),
+        meta: &TODO_META,
+        slots: Slots {
+            inline: [EMPTY; INLINE_TYPES],
+        },
+    }
+}
+
+/// The TODO marker's meta: no value of any type.
+static TODO_META: Meta = Meta {
+    type_id: TypeId::of::<()>(),
+    free: never_freed,
+};
 
 /// A counted reference to a value node (or the static TODO marker).
 pub(crate) struct ValueRef(NonNull<ValueHead>);
@@ -351,6 +378,23 @@ impl ValueRef {
         // SAFETY: the slot's node holds a `T` (its meta's `TypeId` was compared), and it is
         // this node or an ancestor, alive while we are (invariant 2).
         Some(unsafe { &(*(node as *const ValueNode<T>)).value })
+    }
+
+    /// This node's own value, if it is a `T` (not an ancestor's).
+    #[inline]
+    pub(crate) fn own<T: 'static>(&self) -> Option<&T> {
+        let head = self.head();
+        if is_static(head) || head.meta.type_id != TypeId::of::<T>() {
+            return None;
+        }
+        // SAFETY: the node's meta says its value is a `T`; our count keeps it alive.
+        Some(unsafe { &(*(self.0.as_ptr() as *const ValueNode<T>)).value })
+    }
+
+    /// True if both refer to the same node.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn same(&self, other: &ValueRef) -> bool {
+        self.0 == other.0
     }
 
     /// How many values are visible (distinct types).

@@ -44,6 +44,10 @@ impl RequestContextLayer {
     /// A layer whose request contexts are children of `root`: cancelling `root` (server
     /// shutdown) makes every in-flight request done, with the root's cause.
     ///
+    /// On a multi-threaded runtime, make `root` with
+    /// [`Context::with_cancel_shared`]: requests derived on different worker threads then
+    /// register on different stripes instead of all writing the root's cache line.
+    ///
     /// ```
     /// let layer = ctxcore::http::RequestContextLayer::new(&ctxcore::Context::background());
     /// # let _ = layer;
