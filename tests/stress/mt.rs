@@ -255,7 +255,7 @@ impl Tree {
             return self.drop_one(rng);
         }
         let parent = self.pick(rng);
-        let (ctx, link, handle) = match rng.below(12) {
+        let (ctx, link, handle) = match rng.below(13) {
             0..=4 => {
                 let (c, h) = parent.ctx.with_cancel();
                 (c, Link::Cancel, Some(h))
@@ -274,7 +274,12 @@ impl Tree {
                 let v = Token(self.counts.values_dropped.clone());
                 (parent.ctx.with_value(v), Link::Value, None)
             }
-            _ => (parent.ctx.without_cancel(), Link::WithoutCancel, None),
+            11 => (parent.ctx.without_cancel(), Link::WithoutCancel, None),
+            _ => {
+                // A shared root behaves as `with_cancel` in every observable way.
+                let (c, h) = parent.ctx.with_cancel_shared();
+                (c, Link::Cancel, Some(h))
+            }
         };
         let rec = Rec::new(ctx, link, Some(parent), handle);
         if rec.sources().any(|r| r.cancelled.load(Ordering::SeqCst)) {
@@ -434,11 +439,21 @@ impl Tree {
 
 /// One round of 8 threads for `run_for`; `clock`: the tree is on a manual clock.
 fn run_round(seed: u64, run_for: Duration, clock: Option<Clock>) {
+    run_round_under(seed, run_for, clock, false)
+}
+
+/// A round whose root is made with `with_cancel_shared` if `shared`: the eight threads
+/// derive from it through its stripes.
+fn run_round_under(seed: u64, run_for: Duration, clock: Option<Clock>, shared: bool) {
     let baseline = ctxcore::live::snapshot();
     let base = clock
         .as_ref()
         .map_or_else(Context::background, Context::root);
-    let (root, root_handle) = base.with_cancel();
+    let (root, root_handle) = if shared {
+        base.with_cancel_shared()
+    } else {
+        base.with_cancel()
+    };
     let tree = Shared::new(Tree {
         pool: SpinLock::new(vec![Shared::new(Rec::new(root, Link::Root, None, None))]),
         counts: Counts::default(),
@@ -556,5 +571,14 @@ fn model_of_every_operation_eight_threads_on_a_manual_clock() {
         let clock = Clock::manual();
         run_round(0xC10C_0000 + round, total / 4, Some(clock.clone()));
         assert!(format!("{clock:?}").contains("pending: 0"), "{clock:?}");
+    }
+}
+
+#[test]
+fn model_of_every_operation_eight_threads_under_a_shared_root() {
+    let _serial = super::serial();
+    let total = super::duration();
+    for round in 0..2 {
+        run_round_under(0x5A4E_D000 + round, total / 4, None, true);
     }
 }
