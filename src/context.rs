@@ -104,9 +104,10 @@ impl Context {
     ///
     /// It behaves as a `with_cancel` child in every other way: cancelling it (or dropping
     /// its handle) makes every descendant done before `cancel()` returns, children of it
-    /// once done are born done, its deadline and values reach them. It costs a few small
-    /// nodes (one per stripe, at most 64) for as long as any context of its subtree lives,
-    /// and one of the four inline value slots (`Context`'s "Memory").
+    /// once done are born done, its deadline and values reach them. It costs two small
+    /// allocations per stripe (at most 64 stripes: one per CPU, rounded up to a power of
+    /// two) while a context of it, or a child on that stripe, lives, and one of the four
+    /// inline value slots in its subtree (the crate's "Memory").
     ///
     /// ```
     /// let (root, shutdown) = ctxcore::Context::background().with_cancel_shared();

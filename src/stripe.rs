@@ -15,11 +15,17 @@
 //!   counter it writes are the stripe's, on the stripe's own cache line; of P it only reads
 //!   the state word, so with up to `K` deriving threads no cache line is written by every
 //!   derive.
-//! - The stripes ride in P's value table as a hidden value (as a clock does), with P's
+//! - The stripes ride in P's value table V as a hidden value (as a clock does), with P's
 //!   address: a derive from a context whose node is P uses them; a derive from anything
-//!   else (a child of P, which sees the same table) does not. They live as long as that
-//!   table, that is as long as any context of P's subtree; they hold P, not the other way
-//!   round, so nothing forms a cycle.
+//!   else does not. Each stripe also has a value table of its own, V_k: P's values without
+//!   the stripes, plus a hidden marker. A child on stripe k carries V_k, so cloning its
+//!   table writes V_k's count, not V's, which every thread would share. (A context of P
+//!   with a value of its own keeps that table for its children; only the node's writes go
+//!   to the stripe then.)
+//! - Lifetimes: V holds the stripes and the V_k; a stripe holds P, and a child holds its
+//!   stripe (invariant 5) and its V_k; V_k holds P's values, never V. So nothing forms a
+//!   cycle: the stripe table goes with the last context of P itself, and each stripe with
+//!   its last child after that.
 //!
 //! # Why the behaviours hold
 //!
@@ -36,8 +42,9 @@
 //!   never-done and their children lose PARENT in turn (`inert.rs`).
 //! - **Deadlines**: a stripe carries P's deadline, so a child inherits it as from P; a
 //!   stripe arms no timer (P's own timer cancels P, whose walk reaches the stripes).
-//! - **Memory**: `K` stripe nodes (72 bytes each) and one value node per shared root;
-//!   nothing per child. The hidden value takes one of the four inline value slots.
+//! - **Memory**: per shared root, `K` stripe nodes (72 bytes each), `K` value nodes and the
+//!   table of stripes; nothing per child. The hidden values take one of the four inline
+//!   value slots in P's subtree.
 
 use crate::node::{self, NodeRef};
 use crate::sync::{AtomicUsize, Ordering};
