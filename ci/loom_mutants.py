@@ -170,6 +170,54 @@ MUTANTS = [
      "a derive goes to its stripe without looking whether the root is done",
      """    if crate::state::is_done(node.node().state.load()) {""",
      """    if false && crate::state::is_done(node.node().state.load()) {"""),
+    ("m18_timer_shard", "src/timer/shard.rs",
+     "the promise read before the entry is linked (an arm slips between a sweep and its promise)",
+     """    pub(crate) unsafe fn link(&self, t: *const TimerEntry, read_promise: impl FnOnce() -> u64) -> u64 {
+        let _held = self.lock();""",
+     """    pub(crate) unsafe fn link(&self, t: *const TimerEntry, read_promise: impl FnOnce() -> u64) -> u64 {
+        let early = read_promise();
+        let read_promise = || early;
+        let _held = self.lock();"""),
+    ("m18_timer_shard", "src/timer/shard.rs",
+     "the driver stores its promise after the sweep instead of before it",
+     """    promise.store(value, Ordering::Relaxed);
+    let mut swept = 0;
+    let mut arms = 0u64;
+    shards(&mut |s: &Shard| loop {
+        let (more, shard_arms) = s.take(taken);
+        swept += taken.len();
+        for t in taken.drain(..) {
+            f(t);
+        }
+        if !more {
+            arms = arms.wrapping_add(shard_arms);
+            break;
+        }
+    });
+    (swept, arms)""",
+     """    let mut swept = 0;
+    let mut arms = 0u64;
+    shards(&mut |s: &Shard| loop {
+        let (more, shard_arms) = s.take(taken);
+        swept += taken.len();
+        for t in taken.drain(..) {
+            f(t);
+        }
+        if !more {
+            arms = arms.wrapping_add(shard_arms);
+            break;
+        }
+    });
+    promise.store(value, Ordering::Relaxed);
+    (swept, arms)"""),
+    ("m18_timer_shard", "src/timer/shard.rs",
+     "an unlink that does not check whether the driver took the entry",
+     """            if (*t).place() != PENDING {
+                return false;
+            }""",
+     """            if (*t).place() == 0 {
+                return false;
+            }"""),
     # Not listed: the two real bugs the models found, as they cannot come back in the
     # current engine. (1) push read the head Relaxed; now the head is the state word
     # itself, and the pusher's next Acquire load of that same word sees DONE and

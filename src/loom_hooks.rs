@@ -16,9 +16,105 @@ std::thread_local! {
     static ARMED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Records a timer that has just been armed: its driver count now waits for a model.
+/// Records a timer that has just been armed: its driver count now waits for a model, or,
+/// while a model shard is in use ([`use_shard`]), goes to that shard as the system clock's
+/// arm does (`timer/shard.rs`).
 pub(crate) fn record_armed(t: *const TimerEntry) {
+    if let Some(m) = SHARD.with(|s| s.borrow().clone()) {
+        // SAFETY: `t` is fresh and unpublished: this write races with nothing.
+        unsafe { (*(t as *mut TimerEntry)).set_shard(&m.shard) };
+        // SAFETY: as above.
+        let due = unsafe { (*t).deadline }.saturating_duration_since(m.origin);
+        let due = u64::try_from(due.as_nanos()).unwrap_or(u64::MAX);
+        // SAFETY: `t` is fresh, armed with this shard as its shard; the driver's count goes
+        // to the shard.
+        let promise = unsafe {
+            m.shard
+                .link(t, || m.promise.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        let wake = due < promise.saturating_add(TICK_NANOS);
+        m.links.lock().unwrap().push(Linked {
+            entry: t as usize,
+            promise,
+            wake,
+        });
+        return;
+    }
     ARMED.with(|a| a.borrow_mut().push(t as usize));
+}
+
+/// Timer entries allocated in this execution and not freed yet (0 once everything is
+/// dropped, if each was freed exactly once).
+pub fn timer_entries() -> isize {
+    crate::timer::entry::LOOM_ENTRIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A tick in nanoseconds, as the driver counts it.
+const TICK_NANOS: u64 = crate::timer::wheel::TICK.as_nanos() as u64;
+
+std::thread_local! {
+    /// The shard a model arms into (shared by the model's threads: one OS thread).
+    static SHARD: RefCell<Option<std::sync::Arc<ModelShard>>> = const { RefCell::new(None) };
+}
+
+/// One arm into a model shard, as the arming thread saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linked {
+    /// The entry's address.
+    pub entry: usize,
+    /// The driver's promise read under the shard's lock (nanoseconds after the origin).
+    pub promise: u64,
+    /// Whether the arming thread would wake the driver (due before promise + a tick).
+    pub wake: bool,
+}
+
+/// A thread's shard and the driver's promise, played by a model
+/// (`loom-tests/tests/m18_timer_shard.rs`).
+#[derive(Debug)]
+pub struct ModelShard {
+    shard: crate::timer::shard::Shard,
+    promise: crate::sync::AtomicU64,
+    origin: std::time::Instant,
+    links: std::sync::Mutex<Vec<Linked>>,
+}
+
+/// A model shard whose driver has promised `promise` (nanoseconds after `origin`); every
+/// timer armed from now on goes to it, until [`begin`].
+pub fn use_shard(origin: std::time::Instant, promise: u64) -> std::sync::Arc<ModelShard> {
+    let m = std::sync::Arc::new(ModelShard {
+        shard: crate::timer::shard::Shard::new(),
+        promise: crate::sync::AtomicU64::new(promise),
+        origin,
+        links: std::sync::Mutex::new(Vec::new()),
+    });
+    SHARD.with(|s| *s.borrow_mut() = Some(m.clone()));
+    m
+}
+
+impl ModelShard {
+    /// One driver sweep: stores `promise`, then takes every pending entry (the driver's
+    /// counts, as [`LoomTimer`]s), as the driver's turn does.
+    pub fn sweep(&self, promise: u64) -> Vec<LoomTimer> {
+        let mut out = Vec::new();
+        let mut taken = Vec::new();
+        crate::timer::shard::promise_then_sweep(
+            &self.promise,
+            promise,
+            |visit| visit(&self.shard),
+            &mut taken,
+            |t| {
+                // SAFETY: taken: the driver's `pos` and count are ours (shard.rs invariant 2).
+                unsafe { (*t).set_pos(crate::timer::entry::NOT_IN_WHEEL) };
+                out.push(LoomTimer(t));
+            },
+        );
+        out
+    }
+
+    /// The arms made so far.
+    pub fn links(&self) -> Vec<Linked> {
+        self.links.lock().unwrap().clone()
+    }
 }
 
 /// The driver's side of one armed timer: holds the driver's count on the timer entry.
@@ -29,6 +125,11 @@ pub struct LoomTimer(*const TimerEntry);
 unsafe impl Send for LoomTimer {}
 
 impl LoomTimer {
+    /// The entry's address (as in [`Linked::entry`]).
+    pub fn entry(&self) -> usize {
+        self.0 as usize
+    }
+
     /// Fires the timer as the driver does at the deadline: true if it won against a
     /// cancel (the node is then done with `DeadlineExceeded`). Gives the driver's count back.
     pub fn fire(self) -> bool {
@@ -72,7 +173,9 @@ pub struct Finish {
 
 /// Starts one execution: forgets the counts of the previous one.
 pub fn begin() {
+    crate::timer::entry::LOOM_ENTRIES.store(0, std::sync::atomic::Ordering::Relaxed);
     ARMED.with(|a| a.borrow_mut().clear());
+    SHARD.with(|s| *s.borrow_mut() = None);
     let _ = live::loom_counts(true);
     #[cfg(not(ctxcore_loom_real_epoch))]
     crate::sync::epoch::reset();
@@ -83,6 +186,10 @@ pub fn begin() {
 /// reports what is left.
 pub fn finish() -> Finish {
     drop(take_armed_timers());
+    // Entries still pending in a model shard: the driver's next sweep would take them.
+    if let Some(m) = SHARD.with(|s| s.borrow_mut().take()) {
+        drop(m.sweep(u64::MAX));
+    }
     #[cfg(not(ctxcore_loom_real_epoch))]
     {
         let c = crate::sync::epoch::collect();

@@ -1,32 +1,38 @@
-//! The timer driver thread and its inbox.
+//! The timer driver thread: it sweeps the threads' shards into its wheel, reads the inbox
+//! of "disarm" messages, and fires what is due.
 //!
-//! The inbox is an intrusive Treiber stack of [`Link`]s: any thread pushes with one CAS;
-//! the driver takes the whole stack with one swap and reverses it into arrival order.
+//! Arming goes to the arming thread's shard (`shard.rs`), never to the driver directly.
+//! Before each sweep the driver publishes its *promise*: the time by which it will sweep
+//! again. An arming thread whose deadline comes before the promise (plus a tick) wakes the
+//! driver (`shard.rs` invariant 4), and the driver keeps a short cadence for a while
+//! ([`SHORT_TURNS`] turns of one tick) so that a stream of short deadlines does not wake it
+//! at every arm. When no thread armed anything since its last sweep and it holds nothing,
+//! the driver promises nothing and sleeps until woken: an idle process has an idle timer
+//! thread.
 //!
-//! Sleeping without losing a wakeup: before parking, the driver publishes the tick it will
-//! wake at (`next_wake`) and then looks at the inbox once more; an arming thread pushes and
-//! then reads `next_wake`, and unparks the driver only if its deadline comes earlier. All
-//! four accesses are SeqCst, so either the driver sees the message or the arming thread sees
-//! the published tick (and an unpark before the park makes the park return at once).
+//! The inbox is an intrusive Treiber stack of "disarm" [`Link`]s: any thread pushes with
+//! one CAS; the driver takes the whole stack with one swap. A disarm message exists only
+//! for an entry the driver already took from its shard, so the driver always handles the
+//! message after the sweep that took the entry.
 //!
-//! Reclaiming disarmed entries: a disarmed entry is freed when the driver reads its
-//! "disarm" message. When contexts with deadlines come and go faster than that (a tight
-//! loop can make 100,000 in one 16 ms sleep), the driver sleeps at most one tick after a
-//! turn that handled more than [`BUSY_DISARMS`] of them, which bounds the entries waiting
-//! to about a millisecond of churn. To enter that cadence when churn starts during a long
-//! sleep, a thread that has sent [`CHECK_EVERY_DISARMS`] disarms since it last looked wakes
-//! the driver if it plans to sleep longer than that: once, not at every batch, because an
-//! unpark from a thread tends to bring the driver onto that thread's core (the scheduler's
-//! wake-affine placement), where it stalls the very thread that makes the churn. Measured
-//! on the timeout-child bench (Intel Xeon): an unpark every 1,024 disarms cost 1.57x; the
-//! timed cadence with this one-time wake, within noise of none. Disarmed entries go back
-//! to the next arms (`recycle.rs`).
+//! Reclaiming disarmed entries: an entry disarmed while pending is freed by its disarmer
+//! at once. One the driver took is freed when the driver reads its "disarm" message; while
+//! it holds any, the driver turns at least every [`MAX_SLEEP`], and after a turn that
+//! handled more than [`BUSY_DISARMS`] of them it sleeps at most one tick, which bounds the
+//! entries waiting to about a millisecond of churn. To enter that cadence when churn starts
+//! during a long sleep, a thread that has sent [`CHECK_EVERY_DISARMS`] messages since it
+//! last looked wakes the driver if it promised a longer sleep: once, not at every batch,
+//! because an unpark from a thread tends to bring the driver onto that thread's core (the
+//! scheduler's wake-affine placement), where it stalls the very thread that makes the
+//! churn. Entries the driver releases go back to the next arms (`recycle.rs`).
 
-use super::entry::{Link, Op, TimerEntry};
+use super::entry::{Link, TimerEntry, NOT_IN_WHEEL};
 use super::recycle::Returns;
+use super::shard::{self, registry};
 use super::wheel::{Wheel, TICK};
+use crate::sync::AtomicU64;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Mutex;
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -35,28 +41,32 @@ use std::time::{Duration, Instant};
 /// reclaimed promptly even when the next deadline is far.
 pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(16);
 
-/// A turn that handled more disarms than this was a busy one: the driver's next sleep is at
-/// most [`BUSY_SLEEP`].
+/// A turn that handled more disarms (or took more entries from the shards) than this was a
+/// busy one: the driver's next sleep is at most one tick.
 const BUSY_DISARMS: usize = 2048;
 
-/// The longest sleep after a busy turn, so that the entries of disarmed timers (freed when
-/// the driver reads their message) stay few however fast deadline contexts come and go
-/// (behaviour 14).
-const BUSY_SLEEP_TICKS: u64 = 1;
+/// Turns of one tick the driver keeps after a busy turn or an arm that had to wake it.
+const SHORT_TURNS: u32 = 64;
 
-/// `next_wake` value while the driver is awake (it will look at the inbox anyway).
-const AWAKE: u64 = 0;
+/// The promise of a driver that promises nothing (`shard.rs` invariant 3).
+const NO_PROMISE: u64 = u64::MAX;
 
 struct Driver {
+    /// "Disarm" messages.
     inbox: AtomicPtr<Link>,
-    next_wake: AtomicU64,
+    /// Nanoseconds after the driver's start by which it sweeps again (`shard.rs`
+    /// invariant 3), or [`NO_PROMISE`].
+    promise: AtomicU64,
+    /// Set by an arm that had to wake the driver: keep a short cadence.
+    early: AtomicBool,
 }
 
-/// The inbox and the driver's published wake tick: plain statics, so the driver thread
-/// reaches them with no lazy initialisation to synchronize with.
+/// The inbox and the driver's promise: plain statics, so the driver thread reaches them
+/// with no lazy initialisation to synchronize with.
 static DRIVER: Driver = Driver {
     inbox: AtomicPtr::new(ptr::null_mut()),
-    next_wake: AtomicU64::new(AWAKE),
+    promise: AtomicU64::new(NO_PROMISE),
+    early: AtomicBool::new(false),
 };
 
 /// What exists once the driver thread runs: its clock origin and its handle.
@@ -106,37 +116,34 @@ fn start_driver() -> &'static Started {
     s
 }
 
-fn push(d: &Driver, link: *const Link, op: Op) {
-    let tagged = op.tag(link);
-    let mut head = d.inbox.load(Ordering::Relaxed);
-    loop {
-        // SAFETY: the link belongs to a live entry whose driver count is held until the
-        // driver processes this message.
-        unsafe { (*link).next.store(head, Ordering::Relaxed) };
-        // SeqCst: see the module docs (pairs with the driver's swap and next_wake store).
-        match d
-            .inbox
-            .compare_exchange(head, tagged, Ordering::SeqCst, Ordering::Relaxed)
-        {
-            Ok(_) => return,
-            Err(h) => head = h,
-        }
-    }
+/// Nanoseconds from `start` to `at` (0 before it, saturating far after it).
+fn nanos_since(start: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Sends "arm" for `t`; unparks the driver if `t` is due before it plans to wake.
+/// A tick in nanoseconds.
+const TICK_NANOS: u64 = TICK.as_nanos() as u64;
+
+/// Arms `t` in the calling thread's shard; wakes the driver if `t` is due before the
+/// driver's promise (`shard.rs` invariant 4).
 pub(crate) fn submit_arm(t: *const TimerEntry) {
     let s = started();
-    let d = &DRIVER;
-    // SAFETY: `t` is live (the driver's count is held until the driver handles it).
-    let entry = unsafe { &*t };
-    push(d, &entry.arm_link, Op::Arm);
-    let wake = d.next_wake.load(Ordering::SeqCst);
-    if wake != AWAKE {
-        let due = entry.deadline.saturating_duration_since(s.start).as_nanos() / TICK.as_nanos();
-        if (due as u64) < wake {
-            s.thread.unpark();
+    let shard = registry::current();
+    // SAFETY: `t` is fresh and unpublished (`timer::arm`'s contract): this write races
+    // with nothing.
+    unsafe { (*(t as *mut TimerEntry)).set_shard(shard) };
+    // Read before linking: once linked, the entry may be taken and fired at any time.
+    // SAFETY: as above.
+    let due = nanos_since(s.start, unsafe { (*t).deadline });
+    // SAFETY: `t` is fresh, armed with `shard` as its shard, in no list; the driver's count
+    // goes to the shard.
+    let promise = unsafe { shard.link(t, || DRIVER.promise.load(Ordering::Relaxed)) };
+    if due < promise.saturating_add(TICK_NANOS) {
+        // A hint for the cadence, not a handshake (the wake-up is the handshake).
+        if !DRIVER.early.load(Ordering::Relaxed) {
+            DRIVER.early.store(true, Ordering::Relaxed);
         }
+        s.thread.unpark();
     }
 }
 
@@ -149,13 +156,26 @@ std::thread_local! {
     static DISARMS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// Sends "disarm" for `t`. The driver handles it at its next turn: within a tick while
-/// disarms keep coming, else within [`MAX_SLEEP`] (module docs, "Reclaiming").
+/// Sends "disarm" for `t`, an entry the driver took from its shard. The driver handles it
+/// at its next turn: within a tick while disarms keep coming, else within [`MAX_SLEEP`]
+/// (module docs, "Reclaiming").
 pub(crate) fn submit_disarm(t: *const TimerEntry) {
     let d = &DRIVER;
-    // No need to start the driver: a disarm follows an arm, which started it.
-    // SAFETY: as in `submit_arm`.
-    push(d, unsafe { &(*t).disarm_link }, Op::Disarm);
+    // SAFETY: `t` is live: the driver's count is held until the driver reads this message.
+    let link = unsafe { &(*t).disarm_link } as *const Link as *mut Link;
+    let mut head = d.inbox.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the link is ours to write until the push succeeds (one message per entry).
+        unsafe { (*link).next.store(head, Ordering::Relaxed) };
+        // Release: the driver's Acquire swap sees the cancel that preceded the message.
+        match d
+            .inbox
+            .compare_exchange_weak(head, link, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(h) => head = h,
+        }
+    }
     let n = DISARMS
         .try_with(|c| {
             let n = c.get().wrapping_add(1);
@@ -166,13 +186,11 @@ pub(crate) fn submit_disarm(t: *const TimerEntry) {
     if n.is_multiple_of(CHECK_EVERY_DISARMS) {
         // A hint, not a handshake: Relaxed is enough (a wake-up the driver does not need
         // costs it one turn; one it misses delays the reclaim to its next turn).
-        let wake = d.next_wake.load(Ordering::Relaxed);
-        if wake != AWAKE {
-            let s = started();
-            let now = (s.start.elapsed().as_nanos() / TICK.as_nanos()) as u64;
-            if wake > now + BUSY_SLEEP_TICKS {
-                s.thread.unpark();
-            }
+        let promise = d.promise.load(Ordering::Relaxed);
+        // No need to start the driver: a disarm message follows a sweep, which it made.
+        let s = started();
+        if promise > nanos_since(s.start, Instant::now()).saturating_add(TICK_NANOS) {
+            s.thread.unpark();
         }
     }
 }
@@ -180,87 +198,115 @@ pub(crate) fn submit_disarm(t: *const TimerEntry) {
 fn run(start: Instant) {
     let d = &DRIVER;
     let mut wheel = Wheel::new(start);
-    // Entries the driver holds a count on: armed and not yet fired or disarmed. While any
-    // exists the driver never sleeps longer than MAX_SLEEP, so a disarm is handled promptly
-    // even when the wheel is empty (an entry cancelled before its "arm" was read).
+    // Entries the driver holds a count on: taken from a shard and not yet fired or
+    // disarmed. While any exists the driver never sleeps longer than MAX_SLEEP, so a
+    // disarm message is handled promptly even when the wheel is empty (an entry cancelled
+    // before it was taken).
     let mut outstanding = 0usize;
     let mut returns = Returns::new();
+    let mut taken = Vec::with_capacity(shard::CHUNK);
+    let mut arms_seen = 0u64;
+    let mut idle = false;
+    let mut short_turns = 0u32;
     loop {
-        d.next_wake.store(AWAKE, Ordering::SeqCst);
-        let disarms = drain(d, &mut wheel, &mut outstanding, &mut returns);
-        let now = wheel.tick_floor(Instant::now());
-        wheel.advance(now, |t| fire(t, &mut outstanding, &mut returns));
-        returns.publish();
-        let cap = now
-            + if disarms > BUSY_DISARMS {
-                BUSY_SLEEP_TICKS
-            } else {
-                MAX_SLEEP.as_millis() as u64
-            };
-        let wake_at = match wheel.next_tick() {
-            Some(t) => Some(t.min(cap)),
-            // After a busy turn, keep the short cadence even with nothing outstanding: the
-            // churn goes on, and a timed wake-up is cheaper for it than an unpark per arm.
-            None if outstanding > 0 || disarms > BUSY_DISARMS => Some(cap),
-            None => None,
-        };
-        d.next_wake
-            .store(wake_at.unwrap_or(u64::MAX), Ordering::SeqCst);
-        if !d.inbox.load(Ordering::SeqCst).is_null() {
-            continue;
+        if d.early.load(Ordering::Relaxed) {
+            d.early.store(false, Ordering::Relaxed);
+            short_turns = SHORT_TURNS;
         }
-        match wake_at {
+        let cadence = if short_turns > 0 {
+            short_turns -= 1;
+            TICK
+        } else {
+            MAX_SLEEP
+        };
+        let turn = Instant::now();
+        let promise = if idle {
+            NO_PROMISE
+        } else {
+            nanos_since(start, turn).saturating_add(cadence.as_nanos() as u64)
+        };
+        let (swept, arms) = shard::promise_then_sweep(
+            &d.promise,
+            promise,
+            |visit| registry::for_each(visit),
+            &mut taken,
+            |t| take(t, &mut wheel, &mut outstanding, &mut returns),
+        );
+        let disarms = drain(d, &mut wheel, &mut outstanding, &mut returns);
+        let now = Instant::now();
+        wheel.advance(wheel.tick_floor(now), |t| {
+            fire(t, &mut outstanding, &mut returns)
+        });
+        returns.publish();
+        let busy = disarms > BUSY_DISARMS || swept > BUSY_DISARMS;
+        if busy {
+            short_turns = SHORT_TURNS;
+        }
+        // Idle: nothing held, and no thread armed anything since the last sweep.
+        idle = outstanding == 0 && wheel.next_tick().is_none() && arms == arms_seen && !busy;
+        arms_seen = arms;
+        // Sleep until the promise, the wheel's next deadline, and (holding entries whose
+        // disarm message may come) the cadence, whichever is first.
+        let mut until = (promise != NO_PROMISE).then(|| start + Duration::from_nanos(promise));
+        let mut sooner = |at: Instant| until = Some(until.map_or(at, |u| u.min(at)));
+        if let Some(t) = wheel.next_tick() {
+            sooner(wheel.instant_of(t).unwrap_or(now + MAX_SLEEP));
+        }
+        if outstanding > 0 {
+            sooner(now + cadence);
+        }
+        if busy {
+            sooner(now + TICK);
+        }
+        match until {
             None => thread::park(),
-            Some(t) => match wheel.instant_of(t) {
-                Some(at) => {
-                    let now = Instant::now();
-                    if at > now {
-                        thread::park_timeout(at - now);
-                    }
+            Some(at) => {
+                let now = Instant::now();
+                if at > now {
+                    thread::park_timeout(at - now);
                 }
-                None => thread::park_timeout(MAX_SLEEP),
-            },
+            }
         }
     }
 }
 
-/// Handles every message in the inbox, in arrival order; returns how many were disarms.
+/// Puts entry `t`, just taken from its shard, in the wheel (or fires it, if already due).
+fn take(t: *const TimerEntry, wheel: &mut Wheel, outstanding: &mut usize, returns: &mut Returns) {
+    *outstanding += 1;
+    // SAFETY: taken: the driver owns the entry's `pos` and its count (`shard.rs` invariant
+    // 2); driver thread.
+    unsafe { (*t).set_pos(NOT_IN_WHEEL) };
+    // SAFETY: `t` is live: the driver's count on it is held until it fires or its disarm
+    // message is read.
+    let armed = unsafe { &*t }.is_armed();
+    // SAFETY: driver thread (the wheel's only user); `t` is live, as above.
+    if armed && !unsafe { wheel.insert(t) } {
+        fire(t, outstanding, returns);
+    }
+}
+
+/// Handles every "disarm" message in the inbox; returns how many there were.
 fn drain(d: &Driver, wheel: &mut Wheel, outstanding: &mut usize, returns: &mut Returns) -> usize {
     let mut disarms = 0;
-    let mut top = d.inbox.swap(ptr::null_mut(), Ordering::SeqCst);
-    let mut batch = Vec::new();
+    // Acquire: pairs with `submit_disarm`'s Release CAS.
+    let mut top = d.inbox.swap(ptr::null_mut(), Ordering::Acquire);
     while !top.is_null() {
-        // Tagged pointers, one word each: the batch of a busy turn stays small.
-        batch.push(top);
-        // SAFETY: links in the inbox belong to live entries (driver count held).
-        top = unsafe { (*Op::untag(top).1).next.load(Ordering::Relaxed) };
-    }
-    for &tagged in batch.iter().rev() {
-        let (op, link) = Op::untag(tagged);
-        // SAFETY: a link in the inbox is the arm or disarm link of a live entry, as its tag
-        // says.
-        let t = unsafe { TimerEntry::from_link(link, op) };
-        match op {
-            Op::Arm => {
-                *outstanding += 1;
-                // SAFETY: `t` is live: the driver's count on it is held until this turn
-                // releases it.
-                let armed = unsafe { &*t }.is_armed();
-                // SAFETY: driver thread (the wheel's only user); `t` is live, as above.
-                if armed && !unsafe { wheel.insert(t) } {
-                    fire(t, outstanding, returns);
-                }
-            }
-            Op::Disarm => {
-                disarms += 1;
-                *outstanding -= 1;
-                // SAFETY: driver thread; `t` is live until we release our count.
-                unsafe {
-                    wheel.remove(t);
-                    super::entry::release_to(t, returns);
-                }
-            }
+        // SAFETY: a link in the inbox is the disarm link of a live entry whose driver count
+        // is held; read its successor before the count goes.
+        let (t, next) = unsafe {
+            (
+                TimerEntry::from_link(top),
+                (*top).next.load(Ordering::Relaxed),
+            )
+        };
+        disarms += 1;
+        *outstanding -= 1;
+        // SAFETY: driver thread; `t` is live until we release our count.
+        unsafe {
+            wheel.remove(t);
+            super::entry::release_to(t, returns);
         }
+        top = next;
     }
     disarms
 }

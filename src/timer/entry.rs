@@ -8,18 +8,22 @@
 //! ```
 //!
 //! Counts: two at birth, one for the node (given back when the node is finalized) and one
-//! for the driver (given back when the driver fires the entry, or when it handles the disarm
-//! message). The timer holds no count on its node, only the node's TIMER claim (`list.rs`
-//! invariant 7): so a node whose handle was disarmed and whose contexts are gone dies at
-//! once, and its last holder disarms the timer (behaviour 14). Whoever wins the CAS owns
-//! TIMER and gives it up when done with the node: the driver after cancelling it (only if
-//! somebody still holds it: nobody else could observe the firing), a disarmer at once.
+//! for the driver (given back when the driver fires the entry, when it handles the disarm
+//! message, or by a disarmer that unlinks the entry from its shard before the driver took
+//! it, `shard.rs`). The timer holds no count on its node, only the node's TIMER claim
+//! (`list.rs` invariant 7): so a node whose handle was disarmed and whose contexts are gone
+//! dies at once, and its last holder disarms the timer (behaviour 14). Whoever wins the CAS
+//! owns TIMER and gives it up when done with the node: the driver after cancelling it
+//! (only if somebody still holds it: nobody else could observe the firing), a disarmer at
+//! once.
 //!
-//! Messages: an entry embeds two inbox links, one for "arm" and one for "disarm", so both
-//! messages can be in flight at once with no allocation. "disarm" is only sent by the CAS
-//! winner, after the node's "arm" was sent (arming happens before the node is shared), so
-//! the driver always sees them in that order.
+//! Arming (system clock): the entry waits in its thread's shard until the driver sweeps it
+//! into the wheel (`shard.rs`). A disarm of a pending entry unlinks it; a disarm of an entry
+//! the driver took sends the "disarm" message through the entry's own inbox link, so no
+//! message allocates. The driver sees that message only after its sweep took the entry
+//! (the disarmer saw it taken, under the shard's lock).
 
+use super::shard::Shard;
 use crate::cancel::Panic;
 use crate::clock::Queue;
 use crate::list::{self, Entry};
@@ -33,32 +37,7 @@ pub(crate) const ARMED: u8 = 0;
 pub(crate) const FIRED: u8 = 1;
 pub(crate) const CANCELLED: u8 = 2;
 
-/// Which message a link carries. The inbox carries it in the low bit of the pointer to the
-/// link (links are 8-aligned), so a link is one word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Arm = 0,
-    Disarm = 1,
-}
-
-impl Op {
-    /// The link pointer tagged with this message.
-    pub(crate) fn tag(self, link: *const Link) -> *mut Link {
-        (link as *mut Link).map_addr(|a| a | self as usize)
-    }
-
-    /// The message of a tagged link pointer, and the link.
-    pub(crate) fn untag(tagged: *mut Link) -> (Op, *const Link) {
-        let op = if tagged.addr() & 1 == 0 {
-            Op::Arm
-        } else {
-            Op::Disarm
-        };
-        (op, tagged.map_addr(|a| a & !1) as *const Link)
-    }
-}
-
-/// An intrusive inbox link: the next message, tagged with its `Op`.
+/// An intrusive inbox link: the next "disarm" message.
 #[derive(Debug)]
 pub(crate) struct Link {
     pub(crate) next: AtomicPtr<Link>,
@@ -66,6 +45,7 @@ pub(crate) struct Link {
 
 /// The driver's bookkeeping, touched by the driver thread only.
 #[derive(Debug, Clone, Copy)]
+#[repr(C)]
 pub(crate) struct WheelPos {
     pub(crate) tick: u64,
     pub(crate) slot: u32,
@@ -73,48 +53,91 @@ pub(crate) struct WheelPos {
     pub(crate) index: u32,
 }
 
+/// An entry's links in its shard's list of pending entries (`shard.rs`).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Pending {
+    next: *const TimerEntry,
+    prev: *const TimerEntry,
+}
+
+/// `pos` holds the shard list's links while the entry is pending, and the wheel's
+/// bookkeeping once the driver took it (`shard.rs` invariants 1 and 2): never both.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) union Spot {
+    wheel: WheelPos,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for Spot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spot")
+    }
+}
+
 /// A deadline timer of one node.
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct TimerEntry {
     state: AtomicU8,
+    /// The entry's place in its shard (`shard::PENDING` or `shard::TAKEN`, 0 before it is
+    /// linked), under the shard's lock (`shard.rs` invariant 1).
+    place: UnsafeCell<u8>,
     /// At most 2 (module docs, "Counts"); 32 bits keep the entry at 72 bytes.
     refs: AtomicU32,
     node: *const Entry,
     pub(crate) deadline: Instant,
-    pub(crate) arm_link: Link,
+    /// The shard the entry was armed in (system clock), null for a queue's entry or before
+    /// arming. Set before the entry is published, never changed.
+    pub(crate) shard: *const Shard,
     pub(crate) disarm_link: Link,
     /// Who fires the entry: the process's timer driver (`None`, the system clock), or the
     /// queue of a manual or tokio clock (`clock/queue.rs`). Set at birth, never changed.
     pub(crate) queue: Option<Arc<Queue>>,
-    /// Bookkeeping of whoever fires the entry: the driver thread's wheel position, or the
-    /// queue's key (`tick` holds its sequence number, read and written under its lock).
-    pub(crate) pos: UnsafeCell<WheelPos>,
+    /// Bookkeeping of whoever fires the entry: the shard list's links while pending, then
+    /// the driver thread's wheel position; or the queue's key (`tick` holds its sequence
+    /// number, read and written under its lock).
+    pos: UnsafeCell<Spot>,
 }
+
+/// `pos` of an entry that is in no wheel slot.
+pub(crate) const NOT_IN_WHEEL: WheelPos = WheelPos {
+    tick: 0,
+    slot: 0,
+    index: u32::MAX,
+};
 
 // The memory target of a child with a deadline (node entry plus timer entry) is 160 bytes.
 #[cfg(all(target_os = "linux", target_pointer_width = "64", not(loom)))]
 const _: () = assert!(std::mem::size_of::<TimerEntry>() == 72);
 
+/// Entries allocated and not yet freed, under loom (a model checks that every entry is freed
+/// exactly once: `crate::__loom::timer_entries`).
+#[cfg(loom)]
+pub(crate) static LOOM_ENTRIES: std::sync::atomic::AtomicIsize =
+    std::sync::atomic::AtomicIsize::new(0);
+
 impl TimerEntry {
     /// A fresh, unarmed entry for `deadline`, fired by `queue` (`None`: the timer driver).
     pub(crate) fn new(deadline: Instant, queue: Option<Arc<Queue>>) -> *const TimerEntry {
         live::add(live::Counter::Timers, 1);
+        #[cfg(loom)]
+        LOOM_ENTRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let link = || Link {
             next: AtomicPtr::new(std::ptr::null_mut()),
         };
         let entry = TimerEntry {
             state: AtomicU8::new(ARMED),
+            place: UnsafeCell::new(0),
             refs: AtomicU32::new(2),
             node: std::ptr::null(),
             deadline,
-            arm_link: link(),
+            shard: std::ptr::null(),
             disarm_link: link(),
             queue,
-            pos: UnsafeCell::new(WheelPos {
-                tick: 0,
-                slot: 0,
-                index: u32::MAX,
+            pos: UnsafeCell::new(Spot {
+                wheel: NOT_IN_WHEEL,
             }),
         };
         // The memory of an entry the driver released, if any (`recycle.rs`).
@@ -132,16 +155,17 @@ impl TimerEntry {
         self.node = node;
     }
 
-    /// The entry a link belongs to.
+    pub(crate) fn set_shard(&mut self, shard: *const Shard) {
+        self.shard = shard;
+    }
+
+    /// The entry a "disarm" link belongs to.
     ///
     /// # Safety
     ///
-    /// `link` is the `arm_link` (`op` is `Arm`) or `disarm_link` (`Disarm`) of a live entry.
-    pub(crate) unsafe fn from_link(link: *const Link, op: Op) -> *const TimerEntry {
-        let offset = match op {
-            Op::Arm => std::mem::offset_of!(TimerEntry, arm_link),
-            Op::Disarm => std::mem::offset_of!(TimerEntry, disarm_link),
-        };
+    /// `link` is the `disarm_link` of a live entry.
+    pub(crate) unsafe fn from_link(link: *const Link) -> *const TimerEntry {
+        let offset = std::mem::offset_of!(TimerEntry, disarm_link);
         (link as *const u8).wrapping_sub(offset) as *const TimerEntry
     }
 
@@ -149,21 +173,69 @@ impl TimerEntry {
     ///
     /// # Safety
     ///
-    /// Driver thread only (the only thread that touches `pos`), or, for an entry of a
-    /// queue, with that queue's lock held.
+    /// Driver thread only, on an entry the driver took from its shard or reset with
+    /// [`set_pos`](TimerEntry::set_pos) (the only thread that touches `pos` then), or, for
+    /// an entry of a queue, with that queue's lock held.
     pub(crate) unsafe fn pos(&self) -> WheelPos {
-        // SAFETY: per the contract, no other thread accesses the cell.
-        self.pos.with_mut(|p| unsafe { *p })
+        // SAFETY: per the contract, no other thread accesses the cell, and it holds the
+        // wheel's bookkeeping (written by `new` or `set_pos`).
+        self.pos.with_mut(|p| unsafe { (*p).wheel })
     }
 
     /// Updates the driver's bookkeeping.
     ///
     /// # Safety
     ///
-    /// As for [`pos`](TimerEntry::pos).
+    /// As for [`pos`](TimerEntry::pos), or on an entry the driver has just taken from its
+    /// shard (`shard.rs` invariant 2).
     pub(crate) unsafe fn set_pos(&self, pos: WheelPos) {
         // SAFETY: per the contract, no other thread accesses the cell.
-        self.pos.with_mut(|p| unsafe { *p = pos });
+        self.pos.with_mut(|p| unsafe { *p = Spot { wheel: pos } });
+    }
+
+    /// The entry's place in its shard.
+    ///
+    /// # Safety
+    ///
+    /// The lock of the entry's shard is held.
+    pub(crate) unsafe fn place(&self) -> u8 {
+        // SAFETY: per the contract (`shard.rs` invariant 1).
+        self.place.with_mut(|p| unsafe { *p })
+    }
+
+    /// Sets the entry's place in its shard.
+    ///
+    /// # Safety
+    ///
+    /// As for [`place`](TimerEntry::place).
+    pub(crate) unsafe fn set_place(&self, place: u8) {
+        // SAFETY: per the contract (`shard.rs` invariant 1).
+        self.place.with_mut(|p| unsafe { *p = place });
+    }
+
+    /// The shard list's links: next (older) and previous (newer) pending entries.
+    ///
+    /// # Safety
+    ///
+    /// The lock of the entry's shard is held and the entry is pending.
+    pub(crate) unsafe fn links(&self) -> (*const TimerEntry, *const TimerEntry) {
+        // SAFETY: per the contract the cell holds the list's links (`shard.rs` invariant 1).
+        self.pos
+            .with_mut(|p| unsafe { ((*p).pending.next, (*p).pending.prev) })
+    }
+
+    /// Sets the shard list's links.
+    ///
+    /// # Safety
+    ///
+    /// The lock of the entry's shard is held, and the entry is pending or being linked.
+    pub(crate) unsafe fn set_links(&self, next: *const TimerEntry, prev: *const TimerEntry) {
+        // SAFETY: per the contract (`shard.rs` invariant 1).
+        self.pos.with_mut(|p| unsafe {
+            *p = Spot {
+                pending: Pending { next, prev },
+            }
+        });
     }
 
     /// True while neither fired nor cancelled.
@@ -251,13 +323,34 @@ pub(crate) fn disarm(t: *const TimerEntry) -> bool {
     match &entry.queue {
         // SAFETY: we won the CAS: the entry is ours to withdraw, and it is live.
         Some(q) => unsafe { q.withdraw(t) },
-        #[cfg(not(loom))]
-        None => super::driver::submit_disarm(t),
-        // Under loom the model plays the driver and holds its count (`crate::__loom`).
-        #[cfg(loom)]
-        None => {}
+        // SAFETY: as above; the entry is the system clock's.
+        None => unsafe { withdraw_from_driver(t) },
     }
     true
+}
+
+/// A won disarm of a system-clock entry: an entry still pending in its shard is unlinked
+/// and the driver's count, which the shard held, is given back here; one the driver took
+/// gets the "disarm" message (module docs, "Arming").
+///
+/// # Safety
+///
+/// The caller won the entry's CAS to CANCELLED; `t` is live.
+unsafe fn withdraw_from_driver(t: *const TimerEntry) {
+    // SAFETY: `t` is live (the caller's contract).
+    let shard = unsafe { (*t).shard };
+    // SAFETY: a non-null shard is the one `t` was armed in; shards are never freed
+    // (`shard.rs` invariant 5).
+    if !shard.is_null() && unsafe { (*shard).unlink(t) } {
+        // SAFETY: unlinked: the count the shard held is ours (`shard.rs` invariant 2), and
+        // the node's count keeps `t` alive until this call returns.
+        unsafe { release(t) };
+        return;
+    }
+    #[cfg(not(loom))]
+    super::driver::submit_disarm(t);
+    // Under loom the model plays the driver and holds its count of a taken entry
+    // (`crate::__loom`).
 }
 
 /// Gives back one count on `t`, freeing it at zero.
@@ -268,9 +361,19 @@ pub(crate) fn disarm(t: *const TimerEntry) -> bool {
 pub(crate) unsafe fn release(t: *const TimerEntry) {
     // SAFETY: as for this function.
     if unsafe { release_is_last(t) } {
+        // SAFETY: the count reached zero: nobody holds `t`; `t` came from `new`; given once.
+        #[cfg(not(loom))]
+        unsafe {
+            super::recycle::give_local(t)
+        };
         // SAFETY: the count reached zero; `t` came from `Box::into_raw` in `new`, or from
         // memory of the same layout (`recycle.rs`).
-        drop(unsafe { Box::from_raw(t as *mut TimerEntry) });
+        #[cfg(loom)]
+        {
+            LOOM_ENTRIES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            // SAFETY: as above.
+            drop(unsafe { Box::from_raw(t as *mut TimerEntry) });
+        }
     }
 }
 

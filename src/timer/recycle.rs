@@ -17,6 +17,10 @@
 //!   [`MAX_PER_TURN`] entries a turn (the rest are freed).
 //! - An arming thread takes from its thread-local chain; when that is empty it takes the
 //!   whole shared stack with one `swap` (never a single-entry pop, so there is no ABA).
+//! - A thread that gives back an entry's last count itself (a deadline disarmed before the
+//!   driver took it from the shard, `shard.rs`) keeps the memory on its own chain, up to
+//!   [`LOCAL_MAX`] entries, so a thread that arms and disarms in a loop allocates nothing
+//!   for its timers.
 //!
 //! # Invariants and orderings
 //!
@@ -59,24 +63,39 @@ loom::lazy_static! {
 /// At most this many entries a driver turn are kept for reuse; the rest are freed.
 const MAX_PER_TURN: usize = 4096;
 
-/// A thread's own chain of entries to reuse (invariant 3).
-struct Local(Cell<*mut Dead>);
+/// At most this many entries a thread keeps of those it released itself.
+const LOCAL_MAX: usize = 64;
+
+/// A thread's own chain of entries to reuse (invariant 3), and how many of them it gave
+/// itself (at most [`LOCAL_MAX`]).
+struct Local {
+    head: Cell<*mut Dead>,
+    given: Cell<usize>,
+}
 
 impl Drop for Local {
     fn drop(&mut self) {
-        free_chain(self.0.get());
+        free_chain(self.head.get());
     }
 }
 
 #[cfg(not(loom))]
 thread_local! {
-    static LOCAL: Local = const { Local(Cell::new(ptr::null_mut())) };
+    static LOCAL: Local = const {
+        Local {
+            head: Cell::new(ptr::null_mut()),
+            given: Cell::new(0),
+        }
+    };
 }
 
 // loom's `thread_local!` takes no `const` initializer.
 #[cfg(loom)]
 thread_local! {
-    static LOCAL: Local = Local(Cell::new(ptr::null_mut()));
+    static LOCAL: Local = Local {
+        head: Cell::new(ptr::null_mut()),
+        given: Cell::new(0),
+    };
 }
 
 fn free_chain(mut d: *mut Dead) {
@@ -95,7 +114,7 @@ fn free_chain(mut d: *mut Dead) {
 pub(crate) fn take() -> Option<*mut TimerEntry> {
     LOCAL
         .try_with(|local| {
-            let mut head = local.0.get();
+            let mut head = local.head.get();
             if head.is_null() {
                 // Acquire: see invariant 2.
                 head = SHARED.swap(ptr::null_mut(), Ordering::Acquire);
@@ -104,11 +123,47 @@ pub(crate) fn take() -> Option<*mut TimerEntry> {
                 }
             }
             // SAFETY: `head` is a dead entry of our chain (or of the stack we just took).
-            local.0.set(unsafe { (*head).next });
+            local.head.set(unsafe { (*head).next });
+            local.given.set(local.given.get().saturating_sub(1));
             Some(head as *mut TimerEntry)
         })
         .ok()
         .flatten()
+}
+
+/// Disposes of entry `t`, whose every count is gone, released on this thread: its memory
+/// goes on this thread's chain for the next arm, or back to the allocator past
+/// [`LOCAL_MAX`] (or once the thread's locals are gone).
+///
+/// # Safety
+///
+/// `t` came from `TimerEntry::new`, nobody holds it any more, and it is given here once.
+pub(crate) unsafe fn give_local(t: *const TimerEntry) {
+    let t = t as *mut TimerEntry;
+    // SAFETY: per the contract the entry is ours alone; its fields are dropped once, here,
+    // and its memory is then dead (invariant 1).
+    unsafe { ptr::drop_in_place(t) };
+    let kept = LOCAL
+        .try_with(|local| {
+            if local.given.get() >= LOCAL_MAX {
+                return false;
+            }
+            let d = t as *mut Dead;
+            // SAFETY: `d` points to dead memory that fits a `Dead` (asserts above).
+            unsafe {
+                d.write(Dead {
+                    next: local.head.get(),
+                })
+            };
+            local.head.set(d);
+            local.given.set(local.given.get() + 1);
+            true
+        })
+        .unwrap_or(false);
+    if !kept {
+        // SAFETY: the entry's memory is a `TimerEntry` allocation, now dead.
+        unsafe { dealloc(t as *mut u8, Layout::new::<TimerEntry>()) };
+    }
 }
 
 /// The driver's chain of the turn (driver thread only).
