@@ -172,9 +172,9 @@ MUTANTS = [
      """    if false && crate::state::is_done(node.node().state.load()) {"""),
     ("m18_timer_shard", "src/timer/shard.rs",
      "the promise read before the entry is linked (an arm slips between a sweep and its promise)",
-     """    pub(crate) unsafe fn link(&self, t: *const TimerEntry, read_promise: impl FnOnce() -> u64) -> u64 {
+     """    ) -> u64 {
         let _held = self.lock();""",
-     """    pub(crate) unsafe fn link(&self, t: *const TimerEntry, read_promise: impl FnOnce() -> u64) -> u64 {
+     """    ) -> u64 {
         let early = read_promise();
         let read_promise = || early;
         let _held = self.lock();"""),
@@ -218,6 +218,18 @@ MUTANTS = [
      """            if (*t).place() == 0 {
                 return false;
             }"""),
+    ("m18_timer_shard", "src/timer/shard.rs",
+     "a pending entry marked CANCELLED after the shard's lock is released",
+     """            (*t).set_place(TAKEN);
+        }
+        then();
+        true""",
+     """            (*t).set_place(TAKEN);
+        }
+        drop(_held);
+        crate::sync::thread::yield_now();
+        then();
+        true"""),
     # Not listed: the two real bugs the models found, as they cannot come back in the
     # current engine. (1) push read the head Relaxed; now the head is the state word
     # itself, and the pusher's next Acquire load of that same word sees DONE and

@@ -81,6 +81,8 @@
 //! such pointer.
 
 mod grave;
+#[cfg(not(loom))]
+mod pool;
 mod refs;
 
 pub(crate) use refs::{finalize, free_unpublished, release, unlink_done, unlink_unpushed};
@@ -133,13 +135,20 @@ impl Entry {
             Kind::Node(n) if !n.timer.is_null() => TIMER,
             _ => 0,
         };
-        let owned = Owned::new(Entry {
+        let entry = Entry {
             next: Atomic::null(),
             refs: AtomicUsize::new(count | linked | timer),
             owner,
             kind,
-        });
-        owned
+        };
+        // The memory of an entry this thread freed, if any (`list/pool.rs`).
+        #[cfg(not(loom))]
+        if let Some(p) = pool::take() {
+            // SAFETY: dead memory of `Entry`'s layout, ours alone (pool.rs invariant 1).
+            unsafe { p.write(entry) };
+            return p;
+        }
+        Owned::new(entry)
             .into_shared(
                 // SAFETY: `into_shared` with the unprotected guard only converts the pointer; the
                 // entry is not reachable by anyone else yet, so no epoch protection is needed.

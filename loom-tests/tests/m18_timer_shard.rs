@@ -7,6 +7,9 @@
 //!   whoever wins (every entry freed once, nothing live).
 //! - `cross_thread_disarm_racing_the_sweep`: the same, the cancel coming from a thread that
 //!   is not the shard's owner.
+//! - `two_disarms_of_a_pending_entry`: a parent's cancel and the child's last holder (its
+//!   handle disarmed, its context dropped) both disarm the child's pending timer: exactly
+//!   one of them wins (invariant 6), and the entry is freed once.
 //! - `promise_keeps_a_late_arm_in_time` (invariant 4): an arm that reads a promise it is not
 //!   due before does not wake the driver, so the sweep that starts by that promise must
 //!   take it.
@@ -14,7 +17,8 @@
 //! Bugs it catches (injected mutants, `ci/loom_mutants.py m18`): the promise read before
 //! the entry is linked (an arm slips between a sweep and its promise: taken a sweep late);
 //! the promise stored after the sweep (the same); an unlink that does not check whether
-//! the driver took the entry (the driver's count given back twice).
+//! the driver took the entry (the driver's count given back twice); a pending entry marked
+//! CANCELLED after the shard's lock is released (a second disarmer wins the CAS too).
 #![cfg(loom)]
 
 use ctxcore::Context;
@@ -74,6 +78,34 @@ fn cross_thread_disarm_racing_the_sweep() {
             assert_eq!(ctx.err(), Some(ctxcore::Error::Canceled));
         }
         drop((ctx, shard));
+        vec![Box::new(|| {
+            assert_eq!(
+                ctxcore::__loom::timer_entries(),
+                0,
+                "timer entries not freed once"
+            )
+        })]
+    });
+}
+
+#[test]
+fn two_disarms_of_a_pending_entry() {
+    model(|| {
+        let origin = Instant::now() + Duration::from_secs(3600);
+        let shard = ctxcore::__loom::use_shard(origin, ms(10));
+        let (parent, parent_handle) = Context::background().with_cancel();
+        let (child, child_handle) = parent.with_deadline(origin + Duration::from_millis(100));
+        let canceller = thread::spawn(move || parent_handle.cancel());
+        child_handle.disarm();
+        drop(child);
+        canceller.join().unwrap();
+        assert_eq!(parent.err(), Some(ctxcore::Error::Canceled));
+        // Nothing is left for the driver: the winner unlinked the entry.
+        assert!(
+            shard.sweep(ms(20)).is_empty(),
+            "a disarmed entry still pending"
+        );
+        drop((parent, shard));
         vec![Box::new(|| {
             assert_eq!(
                 ctxcore::__loom::timer_entries(),

@@ -11,7 +11,7 @@
 
 use super::Entry;
 #[cfg_attr(loom, allow(unused_imports))]
-use crate::sync::epoch::{self, Guard, Owned, Shared};
+use crate::sync::epoch::{self, Guard, Shared};
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::sync::Ordering;
 
@@ -85,8 +85,12 @@ fn free_chain(mut p: *const Entry) {
         // SAFETY: the chain's entries are finalized and past their grace period; `refs`
         // holds the link written by `bury`; `alloc` made them with `Owned`.
         let next = unsafe { &*p }.refs.load(Ordering::Relaxed) as *const Entry;
-        // SAFETY: as above.
-        drop(unsafe { Owned::from_raw(p as *mut Entry) });
+        // SAFETY: as above: nobody holds `p`; its fields are dropped once, here, and its
+        // memory (a `Box<Entry>` from `alloc`'s `Owned::new`) goes to this thread's pool.
+        unsafe {
+            std::ptr::drop_in_place(p as *mut Entry);
+            super::pool::give(p as *mut Entry);
+        }
         p = next;
     }
 }

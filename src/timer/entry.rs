@@ -296,8 +296,8 @@ impl TimerEntry {
 }
 
 /// The canceller's (or the last holder's) side: stops `t` (null: no timer) if it has not
-/// fired yet, and tells the driver to drop it. Returns true if this call won the timer's
-/// CAS: the caller then owns the node's TIMER claim and must give it up
+/// fired yet, and takes it away from whoever would fire it. Returns true if this call
+/// stopped it: the caller then owns the node's TIMER claim and must give it up
 /// (`Entry::give_up_timer`).
 pub(crate) fn disarm(t: *const TimerEntry) -> bool {
     if t.is_null() {
@@ -311,6 +311,18 @@ pub(crate) fn disarm(t: *const TimerEntry) -> bool {
     if entry.state.load(Ordering::Relaxed) != ARMED {
         return false;
     }
+    // SAFETY: a non-null shard is the one `t` was armed in; shards are never freed
+    // (`shard.rs` invariant 5); `t` is live.
+    if !entry.shard.is_null() && unsafe { (*entry.shard).unlink(t, || entry.cancel_pending()) } {
+        live::add(live::Counter::Timers, -1);
+        // The count the shard held for the driver is ours, and the node's is the only
+        // other (module docs, "Counts"), so the count is 2 and nobody else changes it
+        // before the node gives its own back, after our claim on the node is released:
+        // a store gives ours back without a locked instruction.
+        debug_assert_eq!(entry.refs.load(Ordering::Relaxed), 2);
+        entry.refs.store(1, Ordering::Relaxed);
+        return true;
+    }
     // AcqRel: against `fire`'s CAS; the winner's accesses to the node come after.
     if entry
         .state
@@ -323,34 +335,24 @@ pub(crate) fn disarm(t: *const TimerEntry) -> bool {
     match &entry.queue {
         // SAFETY: we won the CAS: the entry is ours to withdraw, and it is live.
         Some(q) => unsafe { q.withdraw(t) },
-        // SAFETY: as above; the entry is the system clock's.
-        None => unsafe { withdraw_from_driver(t) },
+        // The driver took it from its shard (or, under loom, the model holds its count):
+        // the driver drops it when it reads the message.
+        #[cfg(not(loom))]
+        None => super::driver::submit_disarm(t),
+        #[cfg(loom)]
+        None => {}
     }
     true
 }
 
-/// A won disarm of a system-clock entry: an entry still pending in its shard is unlinked
-/// and the driver's count, which the shard held, is given back here; one the driver took
-/// gets the "disarm" message (module docs, "Arming").
-///
-/// # Safety
-///
-/// The caller won the entry's CAS to CANCELLED; `t` is live.
-unsafe fn withdraw_from_driver(t: *const TimerEntry) {
-    // SAFETY: `t` is live (the caller's contract).
-    let shard = unsafe { (*t).shard };
-    // SAFETY: a non-null shard is the one `t` was armed in; shards are never freed
-    // (`shard.rs` invariant 5).
-    if !shard.is_null() && unsafe { (*shard).unlink(t) } {
-        // SAFETY: unlinked: the count the shard held is ours (`shard.rs` invariant 2), and
-        // the node's count keeps `t` alive until this call returns.
-        unsafe { release(t) };
-        return;
+impl TimerEntry {
+    /// Cancels a pending entry (`shard.rs` invariant 6): called under its shard's lock,
+    /// with the entry found pending and unlinked.
+    fn cancel_pending(&self) {
+        // Relaxed: only disarmers touch the state of a pending entry, and they are ordered
+        // by the shard's lock.
+        self.state.store(CANCELLED, Ordering::Relaxed);
     }
-    #[cfg(not(loom))]
-    super::driver::submit_disarm(t);
-    // Under loom the model plays the driver and holds its count of a taken entry
-    // (`crate::__loom`).
 }
 
 /// Gives back one count on `t`, freeing it at zero.

@@ -20,9 +20,11 @@
 //!   yet (*pending* entries). An entry records its shard when it is armed, never changed.
 //! - **Arm**: lock the shard, link the entry at the head, read the driver's *promise* `P`,
 //!   unlock. If the deadline is before `P + TICK`, wake the driver (invariant 4).
-//! - **Disarm** (after winning the entry's state CAS, `entry.rs`): lock the entry's shard;
-//!   a pending entry is unlinked and the count the shard held for the driver is given back
-//!   at once; an entry the driver already took gets the "disarm" inbox message, as before.
+//! - **Disarm**: lock the entry's shard. A pending entry is unlinked and marked CANCELLED
+//!   under the lock: the driver never saw it, so nothing can fire it and no CAS is needed
+//!   (invariant 6). The count the shard held for the driver is the disarmer's now. An
+//!   entry the driver already took is disarmed as before: the state CAS against the
+//!   driver's firing, then the "disarm" inbox message.
 //! - **Sweep** (the driver, every turn): store the promise for its next sweep, then take
 //!   every shard's pending entries, at most [`CHUNK`] per lock hold, marking each taken,
 //!   and put them in the wheel outside the lock.
@@ -54,6 +56,10 @@
 //! 5. Shards are never freed: a thread's exit hands its shard to the next thread that
 //!    arms, and the driver keeps sweeping it meanwhile. So an entry's shard pointer is
 //!    always valid, and a thread that has exited still has its pending entries swept.
+//! 6. Only the driver fires an entry, and only one it took. So while an entry is pending
+//!    nothing but a disarmer changes its state, and a disarmer that finds it pending under
+//!    the lock may store CANCELLED; one that finds it gone tries the CAS, which then fails
+//!    if an earlier disarmer unlinked it (that store came before this lock acquisition).
 //!
 //! # Orderings
 //!
@@ -178,13 +184,14 @@ impl Shard {
         read_promise()
     }
 
-    /// Unlinks `t` if it is still pending: true if it was (the caller then owns the count
-    /// the list held, invariant 2); false if the driver took it.
+    /// Unlinks `t` if it is still pending, calling `then` before the lock is released:
+    /// true if it was (the caller then owns the count the list held, invariant 2); false
+    /// if the driver took it (or another call unlinked it).
     ///
     /// # Safety
     ///
     /// `t` is live and was armed with this shard as its shard.
-    pub(crate) unsafe fn unlink(&self, t: *const TimerEntry) -> bool {
+    pub(crate) unsafe fn unlink(&self, t: *const TimerEntry, then: impl FnOnce()) -> bool {
         let _held = self.lock();
         // SAFETY: the lock is held (invariant 1); `t` and its neighbours are live.
         unsafe {
@@ -204,6 +211,7 @@ impl Shard {
             }
             (*t).set_place(TAKEN);
         }
+        then();
         true
     }
 
