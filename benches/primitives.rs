@@ -1,11 +1,12 @@
 //! What the engine's building blocks cost on this machine, to explain the per-operation
 //! figures of the other benches (PERF.md, "Floors"): an uncontended locked
 //! read-modify-write (the unit ctxcore's lock-free paths pay), a SeqCst fence (what an epoch
-//! pin costs on x86), an allocation and free of a context-sized block, and a plain Acquire
-//! load (the floor of `is_done()`).
+//! pin costs on x86), an allocation and free of a context-sized block, a plain Acquire
+//! load (the floor of `is_done()`), and a read of the system clock (what `with_timeout`
+//! adds to a derive before anything else).
 //!
 //! Each sample asserts its work happened (the counter's final value, the allocation's
-//! contents).
+//! contents, the clock never going back).
 
 use std::hint::black_box;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
@@ -82,5 +83,21 @@ fn rmw(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, rmw);
+/// A read of the system clock: what `with_timeout` pays to know when its deadline is.
+fn clock(c: &mut Criterion) {
+    c.bench_function("primitive_instant_now", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let mut last = start;
+            for _ in 0..iters {
+                let now = black_box(Instant::now());
+                assert!(now >= last);
+                last = now;
+            }
+            start.elapsed()
+        })
+    });
+}
+
+criterion_group!(benches, rmw, clock);
 criterion_main!(benches);

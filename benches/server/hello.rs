@@ -1,9 +1,11 @@
 //! The servers under load for benches/server/run.sh (built by it as a small crate of its own,
 //! so `cargo bench` and `cargo test` never start them).
 //!
-//!   hello VARIANT PORT       serves until killed; VARIANT is hyper, hyper+ctx, axum, axum+ctx
-//!                            or hyper+ctx-nodeadline (the layer with no default timeout: a
-//!                            context per request but no deadline, to tell the two costs apart)
+//!   hello VARIANT PORT       serves until killed; VARIANT is hyper, hyper+ctx, axum, axum+ctx,
+//!                            hyper+ctx-nodeadline (the layer with no default timeout: a
+//!                            context per request but no deadline, to tell the two costs
+//!                            apart) or hyper+tower (the `+ctx` variants' tower stack and
+//!                            hyper adapter without the layer)
 //!   hello churn ADDR N       sends N requests to a server's `/`, every tenth from a client
 //!                            that sends `GET /wait` and disconnects mid-request
 //!
@@ -106,13 +108,22 @@ async fn serve(variant: &str, port: u16) -> std::io::Result<()> {
                 .layer(layer);
             axum::serve(listener, app).await
         }
-        "hyper" | "hyper+ctx" | "hyper+ctx-nodeadline" => loop {
+        "hyper" | "hyper+tower" | "hyper+ctx" | "hyper+ctx-nodeadline" => loop {
             let (stream, _) = listener.accept().await?;
             let io = TokioIo::new(stream);
             if variant == "hyper" {
                 tokio::spawn(async move {
                     let _ = http1::Builder::new()
                         .serve_connection(io, hyper::service::service_fn(hello))
+                        .await;
+                });
+            } else if variant == "hyper+tower" {
+                // The same tower stack and hyper adapter as the `+ctx` variants, without
+                // the layer: what a tower layer costs hyper before it does anything.
+                let svc = ServiceBuilder::new().service(tower::service_fn(hello));
+                tokio::spawn(async move {
+                    let _ = http1::Builder::new()
+                        .serve_connection(io, TowerToHyperService::new(svc))
                         .await;
                 });
             } else {

@@ -2,8 +2,10 @@
 # HTTP load on 127.0.0.1: hello-world servers, hyper and axum, each plain and with
 # `RequestContextLayer` (30 s default timeout: every request derives a context and arms a
 # deadline), loaded by wrk (Debian's; installed here if missing) in interleaved rounds, the
-# variant order rotating each round. A fifth variant, hyper+ctx-nodeadline (the layer with no
-# default timeout), tells the context's cost from the deadline's. Then memory: RSS and
+# variant order rotating each round. hyper+ctx-nodeadline (the layer with no default
+# timeout) tells the context's cost from the deadline's; hyper+tower (the tower stack and
+# hyper adapter a tower layer needs, without the layer) tells the layer's cost from the
+# adapter's. Then memory: RSS and
 # `ctxcore::live` of the axum+ctx server before and after 1,000,000 requests, one in ten
 # from a client that sends `GET /wait` and disconnects mid-request.
 #
@@ -53,7 +55,7 @@ bin="$work/target/release/hello"
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 echo "=== $(nproc) CPUs, $cpu; $(wrk --version 2>&1 | head -1)"
 
-variants=(hyper hyper+ctx hyper+ctx-nodeadline axum axum+ctx)
+variants=(hyper hyper+tower hyper+ctx hyper+ctx-nodeadline axum axum+ctx)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -108,12 +110,16 @@ for line in open(sys.argv[1]):
 if not rows:
     sys.exit(0)  # ROUNDS=0: memory only
 med = {v: {k: statistics.median(x) for k, x in r.items()} for v, r in rows.items()}
-print("\n| variant | requests/s | p50 (us) | p99 (us) | throughput vs plain | p99 vs plain |")
-print("| --- | --- | --- | --- | --- | --- |")
-for v in ("hyper", "hyper+ctx", "hyper+ctx-nodeadline", "axum", "axum+ctx"):
-    m = med[v]; plain = med[v.split("+")[0]]
+print("\n| variant | requests/s | p50 (us) | p99 (us) | throughput vs plain | p99 vs plain "
+      "| throughput vs the same stack without the layer |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+# hyper needs a tower adapter to take a tower layer: hyper+tower is that stack, layer-less.
+stack = {"hyper+ctx": "hyper+tower", "hyper+ctx-nodeadline": "hyper+tower", "axum+ctx": "axum"}
+for v in ("hyper", "hyper+tower", "hyper+ctx", "hyper+ctx-nodeadline", "axum", "axum+ctx"):
+    m = med[v]; plain = med[v.split("+")[0]]; same = med[stack.get(v, v)]
     print(f"| {v} | {m['rps']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | "
-          f"{m['rps'] / plain['rps']:.3f} | {m['p99'] / plain['p99']:.3f} |")
+          f"{m['rps'] / plain['rps']:.3f} | {m['p99'] / plain['p99']:.3f} | "
+          f"{m['rps'] / same['rps']:.3f} |")
 EOF
 
 echo

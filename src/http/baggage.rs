@@ -13,6 +13,9 @@ use std::fmt;
 
 /// The header's name.
 pub const HEADER: &str = "baggage";
+
+/// [`HEADER`] as a parsed name: a lookup with it hashes the name but never parses it.
+pub(crate) static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 /// The most list-members one baggage carries.
 pub const MAX_MEMBERS: usize = 64;
 /// The most bytes the `baggage` headers of one request carry, separators included.
@@ -117,7 +120,7 @@ impl Baggage {
     pub fn from_headers(headers: &HeaderMap) -> Option<Baggage> {
         let mut total = 0;
         let mut baggage = Baggage::default();
-        for value in headers.get_all(HEADER) {
+        for value in headers.get_all(&NAME) {
             total += value.len() + usize::from(total > 0);
             if total > MAX_BYTES {
                 return None;

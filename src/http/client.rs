@@ -87,16 +87,16 @@ fn write_headers<B>(ctx: &Context, req: &mut Request<B>) {
     if let Some(deadline) = ctx.deadline() {
         let left = deadline.saturating_duration_since(ctx.clock_now());
         let earlier = headers
-            .get(grpc_timeout::HEADER)
+            .get(&grpc_timeout::NAME)
             .and_then(grpc_timeout::parse)
             .is_some_and(|asked| asked <= left);
         if !earlier {
-            headers.insert(grpc_timeout::HEADER, grpc_timeout::encode(left));
+            headers.insert(grpc_timeout::NAME.clone(), grpc_timeout::encode(left));
         }
     }
-    if !headers.contains_key(super::baggage::HEADER) {
+    if !headers.contains_key(&super::baggage::NAME) {
         if let Some(value) = ctx.value::<Baggage>().and_then(Baggage::to_header_value) {
-            headers.insert(super::baggage::HEADER, value);
+            headers.insert(super::baggage::NAME.clone(), value);
         }
     }
 }

@@ -18,6 +18,9 @@ use std::time::Duration;
 /// The header's name.
 pub const HEADER: &str = "grpc-timeout";
 
+/// [`HEADER`] as a parsed name: a lookup with it hashes the name but never parses it.
+pub(crate) static NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
+
 /// The largest value the header can carry: 8 digits.
 const MAX_VALUE: u64 = 99_999_999;
 

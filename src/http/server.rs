@@ -123,7 +123,7 @@ impl<S> RequestContext<S> {
         let layer = &self.layer;
         let asked = req
             .headers()
-            .get(grpc_timeout::HEADER)
+            .get(&grpc_timeout::NAME)
             .and_then(grpc_timeout::parse)
             .or(layer.default_timeout);
         let timeout = match (asked, layer.max_timeout) {
