@@ -230,6 +230,10 @@ MUTANTS = [
         crate::sync::thread::yield_now();
         then();
         true"""),
+    ("m10_values_published", "src/value.rs",
+     "the last-holder check loads the value node's count Relaxed (the free races a reader)",
+     """        if head.refs.load(Ordering::Acquire) != 1 {""",
+     """        if head.refs.load(Ordering::Relaxed) != 1 {"""),
     # Not listed: the two real bugs the models found, as they cannot come back in the
     # current engine. (1) push read the head Relaxed; now the head is the state word
     # itself, and the pusher's next Acquire load of that same word sees DONE and

@@ -468,6 +468,15 @@ impl Context {
         self.node.as_ref()
     }
 
+    /// A context of `node` that sees no values (enough to wait on it).
+    #[cfg(feature = "http")]
+    pub(crate) fn of_node(node: NodeRef) -> Context {
+        Context {
+            node: Some(node),
+            values: None,
+        }
+    }
+
     #[cfg(all(test, not(loom)))]
     pub(crate) fn values_ref(&self) -> Option<&ValueRef> {
         self.values.as_ref()

@@ -92,6 +92,20 @@ impl CancelHandle {
         // is dropped exactly once, here.
         unsafe { ManuallyDrop::drop(&mut this.node) };
     }
+
+    /// The error of the handle's context, as `Context::err` (for the server layer, which
+    /// keeps the handle and hands the context itself to the handler).
+    #[cfg(feature = "http")]
+    pub(crate) fn err(&self) -> Option<Error> {
+        let w = self.node.node().state.load();
+        crate::state::is_done(w).then(|| crate::state::reason(w))
+    }
+
+    /// A future done with the handle's context, as `Context::done_owned`.
+    #[cfg(feature = "http")]
+    pub(crate) fn done_owned(&self) -> crate::DoneOwned {
+        crate::Context::of_node((*self.node).clone()).done_owned()
+    }
 }
 
 impl Drop for CancelHandle {

@@ -441,14 +441,22 @@ unsafe fn release(mut h: *const ValueHead) {
     while !h.is_null() && !is_static(h) {
         // SAFETY: we own a count, so `h` is alive.
         let head = unsafe { &*h };
-        // Release/Acquire as in `Arc`: every use through other counts happens before the free.
-        if head.refs.fetch_sub(1, Ordering::Release) != 1 {
-            return;
+        // The only count is ours: nobody else can clone it (a clone needs a count) or
+        // release it, so no read-modify-write is needed. Acquire: every release by an
+        // earlier holder (a Release `fetch_sub` that left 1) happens before the free. A
+        // context made, used and dropped by one task (a request's values) takes this path.
+        if head.refs.load(Ordering::Acquire) != 1 {
+            // Release/Acquire as in `Arc`: every use through other counts happens before
+            // the free.
+            if head.refs.fetch_sub(1, Ordering::Release) != 1 {
+                return;
+            }
+            // Acquire load rather than `fence(Acquire)`: the same synchronization (it reads
+            // the last value of the release sequence our `fetch_sub` joined), and
+            // ThreadSanitizer, which does not model fences, sees it too (std's `Arc` does
+            // this under TSan).
+            head.refs.load(Ordering::Acquire);
         }
-        // Acquire load rather than `fence(Acquire)`: the same synchronization (it reads the
-        // last value of the release sequence our `fetch_sub` joined), and ThreadSanitizer,
-        // which does not model fences, sees it too (std's `Arc` does this under TSan).
-        head.refs.load(Ordering::Acquire);
         let parent = head.parent;
         // SAFETY: the count reached zero: nobody else can reach this node. Its count on the
         // parent moves to the next turn of the loop.

@@ -3,12 +3,18 @@
 //! one for a shadowed type), and when both sides drop their handles concurrently every value
 //! is dropped exactly once, after its last reader.
 //!
-//! Limits: value.rs counts references with std atomics (its static TODO marker needs const
-//! construction), which loom does not model; this model therefore checks the published
-//! map's contents and the drop counts, not the memory orderings of that count.
+//! `last_release_sees_the_readers_use`: two clones of a value context dropped on two
+//! threads, one of which reads the value first. Whichever drop frees the node (the one that
+//! finds the count at 1 with an Acquire load and skips the read-modify-write, or the one
+//! whose `fetch_sub` reaches zero) must happen after the other's read: the value's
+//! destructor writes a loom cell the reader read. (The main thread yields before its drop:
+//! without that, loom never ran the reader's drop first, and the Relaxed mutant below went
+//! uncaught.)
 //!
-//! Injected bug it caught: `ValueRef::with` building the new table without the parent's
-//! entries: the reader missed a value.
+//! Injected bugs it caught: `ValueRef::with` building the new table without the parent's
+//! entries: the reader missed a value; the last-holder check loading the count Relaxed (the
+//! free raced the other thread's read).
+//!
 #![cfg(loom)]
 
 use ctxcore::Context;
@@ -50,5 +56,38 @@ fn published_values_are_seen_whole() {
         reader.join().unwrap();
         assert_eq!(drops.count(), 4, "every value dropped exactly once");
         vec![dropped(&drops, 4, "the values")]
+    });
+}
+
+/// A value whose destructor writes the cell a reader reads.
+struct Watched(loom::cell::UnsafeCell<u32>);
+
+// SAFETY: the cell is read by the reader and written by the destructor; loom checks that
+// the two are ordered (the point of the model).
+unsafe impl Sync for Watched {}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // SAFETY: the last holder frees the value; loom reports a write unordered with a read.
+        self.0.with_mut(|p| unsafe { *p = 2 });
+    }
+}
+
+#[test]
+fn last_release_sees_the_readers_use() {
+    model(|| {
+        let ctx = Context::background().with_value(Watched(loom::cell::UnsafeCell::new(1)));
+        let other = ctx.clone();
+        let reader = thread::spawn(move || {
+            let v = other.value::<Watched>().unwrap();
+            // SAFETY: a read; the destructor's write must come after it.
+            assert_eq!(v.0.with(|p| unsafe { *p }), 1);
+            drop(other);
+        });
+        // Lets loom run the reader to its end before this drop, too.
+        thread::yield_now();
+        drop(ctx);
+        reader.join().unwrap();
+        vec![]
     });
 }

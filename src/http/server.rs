@@ -162,10 +162,11 @@ where
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        req.extensions_mut().insert(ctx.clone());
+        // The handler gets the context; the future keeps only the handle (it waits on the
+        // same node), which spares a count taken and given back per request.
+        req.extensions_mut().insert(ctx);
         ResponseFuture {
             inner: Some(self.inner.call(req)),
-            ctx,
             handle: Some(handle),
             done: None,
             racing: true,
@@ -180,7 +181,8 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
-        ctx: Context,
+        // The request context's handle: `Some` until the answer (then it goes with the
+        // body), and what the future reads the context's state through.
         handle: Option<CancelHandle>,
         // Created on the first `Pending`: a handler that answers at once registers no waiter.
         done: Option<DoneOwned>,
@@ -205,7 +207,7 @@ pin_project_lite::pin_project! {
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("ctx", &self.ctx)
+            .field("handle", &self.handle)
             .field("answered", &self.inner.is_none())
             .finish()
     }
@@ -241,8 +243,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let deadline_passed = |ctx: &Context| ctx.err() == Some(Error::DeadlineExceeded);
-        if *this.racing && deadline_passed(this.ctx) {
+        let deadline_passed = |handle: &Option<CancelHandle>| {
+            handle.as_ref().and_then(CancelHandle::err) == Some(Error::DeadlineExceeded)
+        };
+        if *this.racing && deadline_passed(this.handle) {
             this.inner.set(None);
             drop(this.handle.take());
             return Poll::Ready(Ok(deadline_response(*this.grpc)));
@@ -259,9 +263,12 @@ where
             return Poll::Ready(out.map(|res| res.map(|body| ContextBody::new(body, handle))));
         }
         if *this.racing {
-            let done = this.done.get_or_insert_with(|| this.ctx.done_owned());
+            let Some(handle) = this.handle.as_ref() else {
+                panic!("ResponseFuture polled after completion");
+            };
+            let done = this.done.get_or_insert_with(|| handle.done_owned());
             if Pin::new(done).poll(cx).is_ready() {
-                if deadline_passed(this.ctx) {
+                if deadline_passed(this.handle) {
                     this.inner.set(None);
                     drop(this.handle.take());
                     return Poll::Ready(Ok(deadline_response(*this.grpc)));
