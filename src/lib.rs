@@ -63,13 +63,16 @@
 //! - `state.rs`: the state word (bit table, transitions). `is_done()` is one Acquire load.
 //! - `list.rs`: the intrusive lock-free listener list (Harris–Michael with a *close*
 //!   operation); `list/refs.rs`: the claims on an entry (count, LINKED, TIMER) and its
-//!   release; `list/grave.rs`: batched epoch reclamation.
+//!   release; `list/grave.rs`: batched epoch reclamation; `list/pool.rs`: each thread's
+//!   spare entry memory.
 //! - `cancel.rs`: one cancel end to end: the CAS, the close, the iterative walk.
 //! - `wait.rs`: waiters for futures and timed thread waits on one `AtomicWaker` mechanism;
 //!   `sleep.rs`: threads in `wait()` on one futex word per node, woken by one call.
 //! - `callback.rs`: `after_func` and the claim protocol of `stop()`.
 //! - `inert.rs`: contexts that can never be done any more, and what they let go.
-//! - `timer/`: the process-wide timer driver (the system clock's) and its hashed wheel.
+//! - `timer/`: the process-wide timer driver (the system clock's) and its hashed wheel;
+//!   `timer/shard.rs`: the per-thread shards a deadline waits in until the driver sweeps
+//!   it, so a deadline disarmed in time never leaves its thread.
 //! - `clock/`: clocks chosen per tree; the deadline queue of manual and tokio clocks.
 //! - `value.rs`: the flattened value map.
 //! - `stripe.rs`: shared roots and their per-thread stripes.

@@ -56,9 +56,10 @@ fn allocation_budgets() {
 
     let (parent, _ph) = Context::background().with_cancel();
     let ((child, handle), n) = allocs(|| parent.with_cancel());
-    assert_eq!(n, 1, "with_cancel under a cancellable parent");
+    // At most one: none when this thread has spare entry memory (list/pool.rs).
+    assert!(n <= 1, "with_cancel under a cancellable parent: {n}");
     let (_, n) = allocs(|| roots.0.with_cancel());
-    assert_eq!(n, 1, "with_cancel under background");
+    assert!(n <= 1, "with_cancel under background: {n}");
 
     let (clone, n) = allocs(|| child.clone());
     assert_eq!(n, 0, "clone");
@@ -101,4 +102,27 @@ fn allocation_budgets() {
         (waiter.join().unwrap(), ())
     });
     assert_eq!(n, 0, "a thread blocked in wait()");
+}
+
+#[test]
+fn derive_cancel_drop_in_a_loop_reuses_entry_memory() {
+    // Dead entries reach the epoch in batches and come back to this thread's pool
+    // (list/pool.rs): after a warm-up, a derive + cancel + drop cycle takes its entry from
+    // there, not from the allocator (the epoch's own bags are the rare exception).
+    let (parent, _ph) = Context::background().with_cancel();
+    let cycle = || {
+        let (c, h) = parent.with_cancel();
+        h.cancel();
+        assert!(c.is_done());
+    };
+    for _ in 0..10_000 {
+        cycle();
+    }
+    let n = 20_000;
+    let ((), allocated) = allocs(|| (0..n).for_each(|_| cycle()));
+    let per_op = allocated as f64 / n as f64;
+    assert!(
+        per_op < 0.1,
+        "{per_op} allocations per derive + cancel + drop"
+    );
 }
