@@ -93,6 +93,7 @@ mod inert;
 mod list;
 mod node;
 mod sleep;
+mod spare;
 mod state;
 mod stripe;
 mod sync;

@@ -1,42 +1,14 @@
 //! System-clock deadlines wait in their arming thread's shard until the timer driver sweeps
 //! them (behaviours 5, 13 and 14 on that path): deadlines of threads that have exited,
 //! deadlines cancelled from another thread, deadlines armed while the driver is idle or
-//! promised a long sleep, and a deadline cycle that allocates only its node.
+//! promised a long sleep (the allocations of a deadline cycle: tests/alloc.rs).
 mod common;
 
 use ctxcore::{Context, Error};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Waits for `ctx` and returns how long after `deadline` it was done (zero if before).
 fn lateness(ctx: &Context, deadline: Instant) -> Duration {
@@ -112,18 +84,28 @@ fn deadlines_cancelled_from_another_thread_are_disarmed_at_once() {
 
 #[test]
 fn a_short_deadline_wakes_a_driver_that_promised_a_long_sleep() {
-    // Keep the driver busy with a long deadline (it then sleeps its longest), then arm
-    // short ones: each must fire near its deadline, not at the driver's next sweep.
+    // Keep the driver busy with a long deadline (it then promises its longest sleep, up to
+    // 16 ms), then arm short ones: each must wake the driver and fire near its deadline,
+    // not at the driver's next sweep. Without the wake a 2 ms deadline fires 0-14 ms late,
+    // under 6 ms in fewer than half the tries; with it, almost always under 1 ms. A loaded
+    // machine may delay a few tries, so the test counts.
     let (_long, _lh) = Context::background().with_timeout(Duration::from_secs(3600));
     thread::sleep(Duration::from_millis(50));
-    for _ in 0..20 {
+    let tries = 20;
+    let mut on_time = 0;
+    let mut late = Vec::new();
+    for _ in 0..tries {
         let t = Duration::from_millis(2);
         let deadline = Instant::now() + t;
         let (ctx, _h) = Context::background().with_timeout(t);
-        let late = lateness(&ctx, deadline);
-        assert!(late < Duration::from_millis(12), "fired {late:?} late");
+        let l = lateness(&ctx, deadline);
+        if l < Duration::from_millis(6) {
+            on_time += 1;
+        }
+        late.push(l);
         thread::sleep(Duration::from_millis(17));
     }
+    assert!(on_time >= 15, "only {on_time} of {tries} on time: {late:?}");
 }
 
 #[test]
@@ -135,29 +117,8 @@ fn a_deadline_armed_while_the_driver_is_idle_fires() {
     let deadline = Instant::now() + t;
     let (ctx, _h) = Context::background().with_timeout(t);
     let late = lateness(&ctx, deadline);
-    assert!(late < Duration::from_millis(30), "fired {late:?} late");
-}
-
-#[test]
-fn a_deadline_cycle_allocates_only_its_node() {
-    let parent = Context::background();
-    let cycle = || {
-        let (ctx, h) = parent.with_timeout(Duration::from_secs(30));
-        h.cancel();
-        assert!(ctx.is_done());
-    };
-    for _ in 0..1_000 {
-        cycle();
-    }
-    let n = 10_000;
-    let before = ALLOCS.with(Cell::get);
-    for _ in 0..n {
-        cycle();
-    }
-    let per_op = (ALLOCS.with(Cell::get) - before) as f64 / n as f64;
-    // The node is one allocation; the timer entry comes back from this thread's own
-    // released entries (the driver never took it).
-    assert!(per_op <= 1.05, "{per_op} allocations per deadline cycle");
+    // Without the wake it would never fire (the idle driver sleeps until woken).
+    assert!(late < Duration::from_millis(200), "fired {late:?} late");
 }
 
 #[test]

@@ -35,20 +35,13 @@
 //! entries of the timers that were outstanding at the busiest moment, bounded per turn.
 
 use super::entry::TimerEntry;
+use crate::spare::{Spare, Spares};
 use crate::sync::{thread_local, AtomicPtr, Ordering};
 use std::alloc::{dealloc, Layout};
-use std::cell::Cell;
 use std::ptr;
 
-/// The first word of a dead entry: the next dead entry of its chain.
-#[repr(C)]
-struct Dead {
-    next: *mut Dead,
-}
-
-// A dead entry's link must fit in the entry's memory.
-const _: () = assert!(std::mem::size_of::<Dead>() <= std::mem::size_of::<TimerEntry>());
-const _: () = assert!(std::mem::align_of::<Dead>() <= std::mem::align_of::<TimerEntry>());
+/// A dead entry's first word: the next dead entry of its chain (`spare.rs`).
+type Dead = Spare;
 
 /// Entries the driver gave back, for any thread to take (invariant 2).
 #[cfg(not(loom))]
@@ -66,66 +59,33 @@ const MAX_PER_TURN: usize = 4096;
 /// At most this many entries a thread keeps of those it released itself.
 const LOCAL_MAX: usize = 64;
 
-/// A thread's own chain of entries to reuse (invariant 3), and how many of them it gave
-/// itself (at most [`LOCAL_MAX`]).
-struct Local {
-    head: Cell<*mut Dead>,
-    given: Cell<usize>,
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        free_chain(self.head.get());
-    }
-}
-
+// A thread's own chain of entries to reuse (invariant 3); it counts the entries the thread
+// released itself (at most [`LOCAL_MAX`]), not those it took from the driver's stack.
 #[cfg(not(loom))]
 thread_local! {
-    static LOCAL: Local = const {
-        Local {
-            head: Cell::new(ptr::null_mut()),
-            given: Cell::new(0),
-        }
-    };
+    static LOCAL: Spares<TimerEntry> = const { Spares::new() };
 }
 
 // loom's `thread_local!` takes no `const` initializer.
 #[cfg(loom)]
 thread_local! {
-    static LOCAL: Local = Local {
-        head: Cell::new(ptr::null_mut()),
-        given: Cell::new(0),
-    };
-}
-
-fn free_chain(mut d: *mut Dead) {
-    while !d.is_null() {
-        // SAFETY: a chained entry is dead and its memory is a `TimerEntry` allocation
-        // (invariant 1); we own the chain.
-        unsafe {
-            let next = (*d).next;
-            dealloc(d as *mut u8, Layout::new::<TimerEntry>());
-            d = next;
-        }
-    }
+    static LOCAL: Spares<TimerEntry> = Spares::new();
 }
 
 /// Memory for a new entry, if a dead one is at hand: write a `TimerEntry` into it.
 pub(crate) fn take() -> Option<*mut TimerEntry> {
     LOCAL
         .try_with(|local| {
-            let mut head = local.head.get();
-            if head.is_null() {
-                // Acquire: see invariant 2.
-                head = SHARED.swap(ptr::null_mut(), Ordering::Acquire);
-                if head.is_null() {
-                    return None;
-                }
+            if let Some(p) = local.pop() {
+                return Some(p);
             }
-            // SAFETY: `head` is a dead entry of our chain (or of the stack we just took).
-            local.head.set(unsafe { (*head).next });
-            local.given.set(local.given.get().saturating_sub(1));
-            Some(head as *mut TimerEntry)
+            // Acquire: see invariant 2.
+            let chain = SHARED.swap(ptr::null_mut(), Ordering::Acquire);
+            // SAFETY: the driver's stack holds dead entries (invariant 1), now ours whole;
+            // our chain is empty, so it takes them.
+            let adopted = unsafe { local.adopt(chain) };
+            debug_assert!(adopted, "an empty chain adopts");
+            local.pop()
         })
         .ok()
         .flatten()
@@ -143,22 +103,9 @@ pub(crate) unsafe fn give_local(t: *const TimerEntry) {
     // SAFETY: per the contract the entry is ours alone; its fields are dropped once, here,
     // and its memory is then dead (invariant 1).
     unsafe { ptr::drop_in_place(t) };
+    // SAFETY: dead memory of a boxed `TimerEntry`, given once (the contract of `push`).
     let kept = LOCAL
-        .try_with(|local| {
-            if local.given.get() >= LOCAL_MAX {
-                return false;
-            }
-            let d = t as *mut Dead;
-            // SAFETY: `d` points to dead memory that fits a `Dead` (asserts above).
-            unsafe {
-                d.write(Dead {
-                    next: local.head.get(),
-                })
-            };
-            local.head.set(d);
-            local.given.set(local.given.get() + 1);
-            true
-        })
+        .try_with(|local| unsafe { local.push(t, LOCAL_MAX) })
         .unwrap_or(false);
     if !kept {
         // SAFETY: the entry's memory is a `TimerEntry` allocation, now dead.
