@@ -162,10 +162,11 @@ pub(crate) unsafe fn release(e: *const Entry) {
         // does nothing (a sweeper clears it only after a mark, and the owner's finalizer
         // only once the owner is dead, which our count on it, or our waiter's, prevents).
         if mark && word & LINKED != 0 {
-            // SAFETY: `e` is alive (our count) and sits in its owner's list or a detached
-            // chain (a mark there finds DETACHED and does nothing). The owner is alive: a
-            // node holds a count on it until this loop's next turn, a waiter's future or
-            // thread holds a `Context` of it (invariant 5). We are pinned.
+            // `e` is alive (our count) and sits in its owner's list or a detached chain (a
+            // mark there finds DETACHED and does nothing). The owner is alive: a node holds
+            // a count on it until this loop's next turn, a waiter's future or thread holds
+            // a `Context` of it (invariant 5).
+            // SAFETY: as just said, both are alive (the owner by invariant 5); we are pinned.
             unsafe { (*entry.owner).node().mark(e, g) };
         }
         // AcqRel: see "Orderings".
