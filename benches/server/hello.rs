@@ -4,8 +4,9 @@
 //!   hello VARIANT PORT       serves until killed; VARIANT is hyper, hyper+ctx, axum, axum+ctx,
 //!                            hyper+ctx-nodeadline (the layer with no default timeout: a
 //!                            context per request but no deadline, to tell the two costs
-//!                            apart) or hyper+tower (the `+ctx` variants' tower stack and
-//!                            hyper adapter without the layer)
+//!                            apart), hyper+tower (the `+ctx` variants' tower stack and
+//!                            hyper adapter without the layer) or axum+ctx-around (the layer
+//!                            around the whole router instead of `Router::layer`)
 //!   hello churn ADDR N       sends N requests to a server's `/`, every tenth from a client
 //!                            that sends `GET /wait` and disconnects mid-request
 //!
@@ -107,6 +108,23 @@ async fn serve(variant: &str, port: u16) -> std::io::Result<()> {
                 .route("/stats", get(|| async { stats() }))
                 .layer(layer);
             axum::serve(listener, app).await
+        }
+        "axum+ctx-around" => {
+            // The layer around the whole router rather than on its routes: one service and
+            // one future per request instead of a boxed layered route each.
+            let app = Router::new()
+                .route("/", get(|| async { HELLO }))
+                .route("/wait", get(wait))
+                .route("/stats", get(|| async { stats() }));
+            let svc = ServiceBuilder::new()
+                .map_response(|res: Response<_>| res.map(axum::body::Body::new))
+                .layer(layer)
+                .service(app);
+            axum::serve(
+                listener,
+                axum::ServiceExt::<axum::extract::Request>::into_make_service(svc),
+            )
+            .await
         }
         "hyper" | "hyper+tower" | "hyper+ctx" | "hyper+ctx-nodeadline" => loop {
             let (stream, _) = listener.accept().await?;

@@ -5,7 +5,8 @@
 # variant order rotating each round. hyper+ctx-nodeadline (the layer with no default
 # timeout) tells the context's cost from the deadline's; hyper+tower (the tower stack and
 # hyper adapter a tower layer needs, without the layer) tells the layer's cost from the
-# adapter's. Then memory: RSS and
+# adapter's; axum+ctx-around puts the layer around the whole router instead of on its
+# routes (`Router::layer`). Then memory: RSS and
 # `ctxcore::live` of the axum+ctx server before and after 1,000,000 requests, one in ten
 # from a client that sends `GET /wait` and disconnects mid-request.
 #
@@ -55,7 +56,7 @@ bin="$work/target/release/hello"
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 echo "=== $(nproc) CPUs, $cpu; $(wrk --version 2>&1 | head -1)"
 
-variants=(hyper hyper+tower hyper+ctx hyper+ctx-nodeadline axum axum+ctx)
+variants=(hyper hyper+tower hyper+ctx hyper+ctx-nodeadline axum axum+ctx axum+ctx-around)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -114,8 +115,10 @@ print("\n| variant | requests/s | p50 (us) | p99 (us) | throughput vs plain | p9
       "| throughput vs the same stack without the layer |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 # hyper needs a tower adapter to take a tower layer: hyper+tower is that stack, layer-less.
-stack = {"hyper+ctx": "hyper+tower", "hyper+ctx-nodeadline": "hyper+tower", "axum+ctx": "axum"}
-for v in ("hyper", "hyper+tower", "hyper+ctx", "hyper+ctx-nodeadline", "axum", "axum+ctx"):
+stack = {"hyper+ctx": "hyper+tower", "hyper+ctx-nodeadline": "hyper+tower", "axum+ctx": "axum",
+         "axum+ctx-around": "axum"}
+for v in ("hyper", "hyper+tower", "hyper+ctx", "hyper+ctx-nodeadline", "axum", "axum+ctx",
+          "axum+ctx-around"):
     m = med[v]; plain = med[v.split("+")[0]]; same = med[stack.get(v, v)]
     print(f"| {v} | {m['rps']:.0f} | {m['p50']:.0f} | {m['p99']:.0f} | "
           f"{m['rps'] / plain['rps']:.3f} | {m['p99'] / plain['p99']:.3f} | "
