@@ -21,14 +21,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MUTANTS = [
     ("m15_timer_recycle", "src/timer/recycle.rs",
      "take one entry off the shared stack with a load and a store instead of swapping it out",
-     """                head = SHARED.swap(ptr::null_mut(), Ordering::Acquire);""",
-     """                head = SHARED.load(Ordering::Acquire);
-                if !head.is_null() {
-                    // SAFETY: (mutant) reads a dead entry another thread may also take.
-                    SHARED.store(unsafe { (*head).next }, Ordering::Release);
-                    // SAFETY: (mutant)
-                    unsafe { (*head).next = ptr::null_mut() };
-                }"""),
+     """            let chain = SHARED.swap(ptr::null_mut(), Ordering::Acquire);""",
+     """            let chain = SHARED.load(Ordering::Acquire);
+            if !chain.is_null() {
+                // SAFETY: (mutant) reads a dead entry another thread may also take.
+                SHARED.store(unsafe { (*chain).next }, Ordering::Release);
+                // SAFETY: (mutant)
+                unsafe { (*chain).next = ptr::null_mut() };
+            }"""),
     ("m14_manual_advance", "src/clock/queue.rs",
      "a deadline already reached when armed is queued instead of fired (invariant 4)",
      """        if self.manual && entry.deadline <= g.now {""",
