@@ -104,23 +104,27 @@ fn allocation_budgets() {
     assert_eq!(n, 0, "a thread blocked in wait()");
 }
 
+/// Allocations per call of `cycle`, on this thread, after a warm-up.
+fn allocations_per_cycle(cycle: impl Fn()) -> f64 {
+    for _ in 0..10_000 {
+        cycle();
+    }
+    let n = 20_000;
+    let ((), allocated) = allocs(|| (0..n).for_each(|_| cycle()));
+    allocated as f64 / n as f64
+}
+
 #[test]
 fn derive_cancel_drop_in_a_loop_reuses_entry_memory() {
     // Dead entries reach the epoch in batches and come back to this thread's pool
     // (list/pool.rs): after a warm-up, a derive + cancel + drop cycle takes its entry from
     // there, not from the allocator (the epoch's own bags are the rare exception).
     let (parent, _ph) = Context::background().with_cancel();
-    let cycle = || {
+    let per_op = allocations_per_cycle(|| {
         let (c, h) = parent.with_cancel();
         h.cancel();
         assert!(c.is_done());
-    };
-    for _ in 0..10_000 {
-        cycle();
-    }
-    let n = 20_000;
-    let ((), allocated) = allocs(|| (0..n).for_each(|_| cycle()));
-    let per_op = allocated as f64 / n as f64;
+    });
     assert!(
         per_op < 0.1,
         "{per_op} allocations per derive + cancel + drop"
@@ -133,16 +137,10 @@ fn a_deadline_cycle_reuses_its_node_and_timer_entry() {
     // (timer/shard.rs): its entry comes back from this thread's released entries
     // (timer/recycle.rs) and its node from the entry pool (list/pool.rs).
     let parent = Context::background();
-    let cycle = || {
+    let per_op = allocations_per_cycle(|| {
         let (ctx, h) = parent.with_timeout(Duration::from_secs(30));
         h.cancel();
         assert!(ctx.is_done());
-    };
-    for _ in 0..10_000 {
-        cycle();
-    }
-    let n = 20_000;
-    let ((), allocated) = allocs(|| (0..n).for_each(|_| cycle()));
-    let per_op = allocated as f64 / n as f64;
+    });
     assert!(per_op < 0.1, "{per_op} allocations per deadline cycle");
 }
