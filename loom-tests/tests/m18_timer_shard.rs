@@ -22,9 +22,20 @@
 #![cfg(loom)]
 
 use ctxcore::Context;
-use ctxcore_loom_tests::model;
+use ctxcore_loom_tests::{model, After};
 use loom::thread;
 use std::time::{Duration, Instant};
+
+/// The check, once the execution's garbage is freed, that every timer entry was freed once.
+fn entries_freed_once() -> After {
+    vec![Box::new(|| {
+        assert_eq!(
+            ctxcore::__loom::timer_entries(),
+            0,
+            "timer entries not freed once"
+        )
+    })]
+}
 
 /// Milliseconds as the model's promise values (nanoseconds after the origin).
 fn ms(n: u64) -> u64 {
@@ -50,13 +61,7 @@ fn disarm_racing_the_sweep() {
         drop(ctx);
         driver.join().unwrap();
         drop(shard);
-        vec![Box::new(|| {
-            assert_eq!(
-                ctxcore::__loom::timer_entries(),
-                0,
-                "timer entries not freed once"
-            )
-        })]
+        entries_freed_once()
     });
 }
 
@@ -78,13 +83,7 @@ fn cross_thread_disarm_racing_the_sweep() {
             assert_eq!(ctx.err(), Some(ctxcore::Error::Canceled));
         }
         drop((ctx, shard));
-        vec![Box::new(|| {
-            assert_eq!(
-                ctxcore::__loom::timer_entries(),
-                0,
-                "timer entries not freed once"
-            )
-        })]
+        entries_freed_once()
     });
 }
 
@@ -106,13 +105,7 @@ fn two_disarms_of_a_pending_entry() {
             "a disarmed entry still pending"
         );
         drop((parent, shard));
-        vec![Box::new(|| {
-            assert_eq!(
-                ctxcore::__loom::timer_entries(),
-                0,
-                "timer entries not freed once"
-            )
-        })]
+        entries_freed_once()
     });
 }
 
