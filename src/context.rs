@@ -273,8 +273,7 @@ impl Context {
     /// ```
     #[inline]
     pub fn err(&self) -> Option<Error> {
-        let w = self.word();
-        state::is_done(w).then(|| state::reason(w))
+        state::error(self.word())
     }
 
     /// `Ok(())` while live, `Err(reason)` once done: `ctx.check()?` in loops.

@@ -97,8 +97,7 @@ impl CancelHandle {
     /// keeps the handle and hands the context itself to the handler).
     #[cfg(feature = "http")]
     pub(crate) fn err(&self) -> Option<Error> {
-        let w = self.node.node().state.load();
-        crate::state::is_done(w).then(|| crate::state::reason(w))
+        crate::state::error(self.node.node().state.load())
     }
 
     /// A future done with the handle's context, as `Context::done_owned`.

@@ -21,22 +21,13 @@ std::thread_local! {
 /// arm does (`timer/shard.rs`).
 pub(crate) fn record_armed(t: *const TimerEntry) {
     if let Some(m) = SHARD.with(|s| s.borrow().clone()) {
-        // SAFETY: `t` is fresh and unpublished: this write races with nothing.
-        unsafe { (*(t as *mut TimerEntry)).set_shard(&m.shard) };
-        // SAFETY: as above.
-        let due = unsafe { (*t).deadline }.saturating_duration_since(m.origin);
-        let due = u64::try_from(due.as_nanos()).unwrap_or(u64::MAX);
-        // SAFETY: `t` is fresh, armed with this shard as its shard; the driver's count goes
-        // to the shard.
-        let promise = unsafe {
-            m.shard
-                .link(t, || m.promise.load(std::sync::atomic::Ordering::Relaxed))
-        };
-        let wake = due < promise.saturating_add(TICK_NANOS);
+        // SAFETY: `t` is fresh, its node set, unpublished and in no list (`timer::arm`); its
+        // driver count goes to the shard.
+        let armed = unsafe { m.shard.arm(t, m.origin, &m.promise) };
         m.links.lock().unwrap().push(Linked {
             entry: t as usize,
-            promise,
-            wake,
+            promise: armed.promise,
+            wake: armed.wake,
         });
         return;
     }
@@ -48,9 +39,6 @@ pub(crate) fn record_armed(t: *const TimerEntry) {
 pub fn timer_entries() -> isize {
     crate::timer::entry::LOOM_ENTRIES.load(std::sync::atomic::Ordering::Relaxed)
 }
-
-/// A tick in nanoseconds, as the driver counts it.
-const TICK_NANOS: u64 = crate::timer::wheel::TICK.as_nanos() as u64;
 
 std::thread_local! {
     /// The shard a model arms into (shared by the model's threads: one OS thread).

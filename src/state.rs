@@ -98,6 +98,12 @@ pub(crate) fn reason(word: usize) -> Error {
     }
 }
 
+/// The error a context with state `word` reports: `None` until done.
+#[inline]
+pub(crate) fn error(word: usize) -> Option<Error> {
+    is_done(word).then(|| reason(word))
+}
+
 /// A copy of a done `word` for a descendant: same reason, same cause, one more strong count
 /// of the cause, WALKED cleared.
 pub(crate) fn inherit(word: usize) -> usize {

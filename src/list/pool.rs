@@ -41,7 +41,8 @@ pub(super) fn take() -> Option<*mut Entry> {
 /// `p` was allocated as a `Box<Entry>`, its fields have been dropped, and nobody else holds
 /// it; it is given here once.
 pub(super) unsafe fn give(p: *mut Entry) {
-    // SAFETY: per the contract (the contract of `Spares::push`).
+    // SAFETY: per the contract `p` is a dead `Box<Entry>` block, ours alone and given once
+    // (`spare.rs` invariant 1).
     let kept = POOL
         .try_with(|pool| unsafe { pool.push(p, POOL_MAX) })
         .unwrap_or(false);

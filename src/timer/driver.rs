@@ -28,7 +28,7 @@
 
 use super::entry::{Link, TimerEntry, NOT_IN_WHEEL};
 use super::recycle::Returns;
-use super::shard::{self, registry};
+use super::shard::{self, nanos_since, registry, TICK_NANOS};
 use super::wheel::{Wheel, TICK};
 use crate::sync::AtomicU64;
 use std::ptr;
@@ -116,29 +116,14 @@ fn start_driver() -> &'static Started {
     s
 }
 
-/// Nanoseconds from `start` to `at` (0 before it, saturating far after it).
-fn nanos_since(start: Instant, at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// A tick in nanoseconds.
-const TICK_NANOS: u64 = TICK.as_nanos() as u64;
-
 /// Arms `t` in the calling thread's shard; wakes the driver if `t` is due before the
 /// driver's promise (`shard.rs` invariant 4).
 pub(crate) fn submit_arm(t: *const TimerEntry) {
     let s = started();
-    let shard = registry::current();
-    // SAFETY: `t` is fresh and unpublished (`timer::arm`'s contract): this write races
-    // with nothing.
-    unsafe { (*(t as *mut TimerEntry)).set_shard(shard) };
-    // Read before linking: once linked, the entry may be taken and fired at any time.
-    // SAFETY: as above.
-    let due = nanos_since(s.start, unsafe { (*t).deadline });
-    // SAFETY: `t` is fresh, armed with `shard` as its shard, in no list; the driver's count
-    // goes to the shard.
-    let promise = unsafe { shard.link(t, || DRIVER.promise.load(Ordering::Relaxed)) };
-    if due < promise.saturating_add(TICK_NANOS) {
+    // SAFETY: `t` is fresh, its node set, unpublished and in no list (`timer::arm`'s
+    // contract); its driver count goes to the shard.
+    let armed = unsafe { registry::current().arm(t, s.start, &DRIVER.promise) };
+    if armed.wake {
         // A hint for the cadence, not a handshake (the wake-up is the handshake).
         if !DRIVER.early.load(Ordering::Relaxed) {
             DRIVER.early.store(true, Ordering::Relaxed);

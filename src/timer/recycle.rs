@@ -103,7 +103,8 @@ pub(crate) unsafe fn give_local(t: *const TimerEntry) {
     // SAFETY: per the contract the entry is ours alone; its fields are dropped once, here,
     // and its memory is then dead (invariant 1).
     unsafe { ptr::drop_in_place(t) };
-    // SAFETY: dead memory of a boxed `TimerEntry`, given once (the contract of `push`).
+    // SAFETY: dead memory of a boxed `TimerEntry`, given once: invariant 1 here and in
+    // `spare.rs`.
     let kept = LOCAL
         .try_with(|local| unsafe { local.push(t, LOCAL_MAX) })
         .unwrap_or(false);
@@ -146,7 +147,8 @@ impl Returns {
             return;
         }
         let d = t as *mut Dead;
-        // SAFETY: `d` points to dead memory that fits a `Dead` (asserts above).
+        // SAFETY: `d` points to dead memory that fits a `Dead` (`spare.rs`'s `FITS`, checked
+        // for `Spares<TimerEntry>`); invariant 1.
         unsafe { d.write(Dead { next: self.head }) };
         if self.tail.is_null() {
             self.tail = d;

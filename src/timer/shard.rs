@@ -74,7 +74,9 @@
 //! A waiter spins briefly, then yields, so a holder preempted on the same core runs again.
 
 use super::entry::TimerEntry;
+use super::wheel::TICK;
 use crate::sync::{AtomicU64, AtomicU8, Ordering, UnsafeCell};
+use std::time::Instant;
 
 /// `place` of an entry in its shard's list.
 pub(crate) const PENDING: u8 = 1;
@@ -151,6 +153,36 @@ impl Shard {
                     crate::sync::thread::yield_now();
                 }
             }
+        }
+    }
+
+    /// Arms the fresh entry `t` in this shard (the one arm of the system clock, and of a
+    /// loom model's shard): records the shard in `t`, links it, and says whether the
+    /// driver must be woken: `t` is due before the promise read under the lock, plus a tick
+    /// (invariant 4). `origin` is the instant the promise counts from.
+    ///
+    /// # Safety
+    ///
+    /// `t` is fresh from `TimerEntry::new`, its node set, unpublished and in no list; its
+    /// driver count is handed to the shard.
+    pub(crate) unsafe fn arm(
+        &self,
+        t: *const TimerEntry,
+        origin: Instant,
+        promise: &AtomicU64,
+    ) -> Armed {
+        // SAFETY: `t` is unpublished (the contract): this write races with nothing.
+        unsafe { (*(t as *mut TimerEntry)).set_shard(self) };
+        // Read before linking: once linked, the entry may be taken and fired at any time.
+        // SAFETY: as above.
+        let due = nanos_since(origin, unsafe { (*t).deadline });
+        // Relaxed: ordered by the lock (invariant 4).
+        // SAFETY: `t` is fresh, armed with this shard as its shard, in no list (the
+        // contract).
+        let promise = unsafe { self.link(t, || promise.load(Ordering::Relaxed)) };
+        Armed {
+            promise,
+            wake: due < promise.saturating_add(TICK_NANOS),
         }
     }
 
@@ -239,6 +271,25 @@ impl Shard {
             (!e.is_null(), self.arms.with_mut(|a| *a))
         }
     }
+}
+
+/// What an arm saw: the driver's promise, read under the lock, and whether the entry is due
+/// before it (plus a tick), so that the driver must be woken (invariant 4).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Armed {
+    /// Read by the loom models only (`crate::__loom`), which check invariant 4 with it.
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub(crate) promise: u64,
+    pub(crate) wake: bool,
+}
+
+/// A tick in nanoseconds: the wheel's resolution, the margin of invariant 4.
+pub(crate) const TICK_NANOS: u64 = TICK.as_nanos() as u64;
+
+/// Nanoseconds from `origin` to `at` (0 before it, saturating far after it): how the
+/// promise and deadlines are compared.
+pub(crate) fn nanos_since(origin: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One sweep of the driver: stores `value` as its promise (`promise`), then takes every
