@@ -100,6 +100,19 @@ impl CancelHandle {
         crate::state::error(self.node.node().state.load())
     }
 
+    /// Ends the handle's context as its deadline would: `DeadlineExceeded`, no cause (for
+    /// the server layer, when the request is dropped at or after its deadline).
+    #[cfg(feature = "http")]
+    pub(crate) fn expire(&self) {
+        self.node.cancel(Error::DeadlineExceeded, None);
+    }
+
+    /// The deadline of the handle's context, as `Context::deadline`.
+    #[cfg(feature = "http")]
+    pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
+        self.node.node().deadline
+    }
+
     /// A future done with the handle's context, as `Context::done_owned`.
     #[cfg(feature = "http")]
     pub(crate) fn done_owned(&self) -> crate::DoneOwned {

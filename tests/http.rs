@@ -181,6 +181,39 @@ fn dropped_service_future_is_client_gone() {
     });
 }
 
+/// An outer timeout with the same deadline (tonic's own `grpc-timeout`) may drop the
+/// request a moment before the layer's timer fires: the context then reports its deadline,
+/// not a client gone. The drop here comes as soon as the deadline has passed, spinning on
+/// the clock, before the timer thread is likely to have fired it.
+#[test]
+fn request_dropped_after_its_deadline_is_deadline_exceeded() {
+    for _ in 0..20 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut svc = ServiceBuilder::new()
+            .layer(
+                RequestContextLayer::new(&Context::background())
+                    .default_timeout(Duration::from_millis(5)),
+            )
+            .service_fn(move |req: Request<String>| {
+                tx.send(req.extensions().get::<Context>().unwrap().clone())
+                    .unwrap();
+                std::future::pending::<Result<Response<String>, Infallible>>()
+            });
+        let mut fut = Box::pin(svc.call(request_with(None)));
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::future::Future::poll(fut.as_mut(), &mut cx).is_pending());
+        let ctx = rx.recv().unwrap();
+        let deadline = ctx.deadline().unwrap();
+        while Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        drop(fut);
+        assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+        assert!(ctx.cause().unwrap().downcast_ref::<ClientGone>().is_none());
+    }
+}
+
 async fn slow_answer(content_type: &'static str) -> Response<ctxcore::http::ContextBody<String>> {
     let mut svc = ServiceBuilder::new()
         .layer(

@@ -9,7 +9,11 @@
 //!   [`Baggage`] comes from the `baggage` header. It is done when the response body has
 //!   been sent (or dropped), when the client goes away (cause [`ClientGone`]), at its
 //!   deadline (then the handler is dropped and the answer is 504, or gRPC
-//!   `DEADLINE_EXCEEDED`), or when the root is cancelled.
+//!   `DEADLINE_EXCEEDED`), or when the root is cancelled. A request dropped unanswered at
+//!   or after its deadline (an outer timeout such as tonic's own `grpc-timeout` handling
+//!   got there first) ends with `DeadlineExceeded`, not [`ClientGone`].
+//! - On tonic, add the layer with `Server::builder().layer(..)`; a handler finds the
+//!   context with `request.extensions().get::<Context>()`.
 //! - Client side, [`PropagateDeadlineLayer`]: an outgoing request carrying a `Context` in
 //!   its extensions is sent with `grpc-timeout` set to the time left and with the context's
 //!   baggage, is not sent if the context is already done, and is dropped with the context's

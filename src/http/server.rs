@@ -5,10 +5,11 @@
 //! and the layer's cap. It goes into the request's extensions, and its cancel handle goes
 //! with the response: into the response body ([`ContextBody`]), which cancels it when
 //! the body is finished or dropped. A service future dropped before it answered cancels it
-//! with [`ClientGone`]; a deadline that passes first drops the handler and answers 504 (or
-//! gRPC `DEADLINE_EXCEEDED`).
+//! with [`ClientGone`] (or as its deadline would, when that has passed); a deadline that
+//! passes first drops the handler and answers 504 (or gRPC `DEADLINE_EXCEEDED`).
 
 use super::{grpc_timeout, Baggage, ClientGone, ContextBody};
+use crate::clock::Clock;
 use crate::{CancelHandle, Context, DoneOwned, Error};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
@@ -36,6 +37,8 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct RequestContextLayer {
     root: Context,
+    // The root's clock, read when a request is dropped unanswered (see `gone`).
+    clock: Clock,
     default_timeout: Option<Duration>,
     max_timeout: Option<Duration>,
 }
@@ -55,6 +58,7 @@ impl RequestContextLayer {
     pub fn new(root: &Context) -> RequestContextLayer {
         RequestContextLayer {
             root: root.clone(),
+            clock: root.clock(),
             default_timeout: None,
             max_timeout: None,
         }
@@ -171,6 +175,7 @@ where
             done: None,
             racing: true,
             grpc,
+            clock: self.layer.clock.clone(),
         }
     }
 }
@@ -190,6 +195,7 @@ pin_project_lite::pin_project! {
         // cancelled): the handler, which sees its context done, then answers as it likes.
         racing: bool,
         grpc: bool,
+        clock: Clock,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -198,9 +204,22 @@ pin_project_lite::pin_project! {
             // Drop the handler first: it runs its drops with the context not yet done by us.
             this.inner.set(None);
             if let Some(handle) = this.handle.take() {
-                handle.cancel_with_cause(ClientGone);
+                gone(&handle, this.clock);
             }
         }
+    }
+}
+
+/// Ends the context of a request dropped before its answer. Dropped at or after its
+/// deadline, the request is reported as its deadline passing (`DeadlineExceeded`): an outer
+/// timeout of the same deadline (tonic's server reads `grpc-timeout` too) may drop the
+/// request a moment before this layer's own deadline fires. Dropped earlier, the client
+/// went away ([`ClientGone`]).
+fn gone(handle: &CancelHandle, clock: &Clock) {
+    if handle.deadline().is_some_and(|d| d <= clock.now()) {
+        handle.expire();
+    } else {
+        handle.cancel_with_cause(ClientGone);
     }
 }
 
