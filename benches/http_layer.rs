@@ -8,6 +8,9 @@
 //! it read; the layered variant also asserts that the handler saw a request context with a
 //! deadline and that the context was done once the body ended.
 //!
+//! A second group times the parts of the layer's work alone (the request context with and
+//! without a deadline, the extension map, the header lookups).
+//!
 //! `cargo bench --bench http_layer --features http`
 
 use std::cell::Cell;
@@ -150,5 +153,56 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The parts of the layer's work per request, each alone, so the layer's cost can be
+/// counted against what it cannot avoid: the request context (with and without a
+/// deadline), the extension map the context goes into, and the three header lookups.
+fn parts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("http_layer_parts");
+    let (root, _root_handle) = Context::background().with_cancel();
+
+    group.bench_function("derive_timeout_cancel_drop", |b| {
+        b.iter(|| {
+            let (ctx, handle) = black_box(&root).with_timeout(Duration::from_secs(30));
+            assert!(ctx.deadline().is_some());
+            handle.cancel();
+            assert!(ctx.is_done());
+        })
+    });
+
+    group.bench_function("derive_cancel_drop", |b| {
+        b.iter(|| {
+            let (ctx, handle) = black_box(&root).with_cancel();
+            handle.cancel();
+            assert!(ctx.is_done());
+        })
+    });
+
+    group.bench_function("extensions_insert_drop", |b| {
+        // `background()` is a context without a node: inserting it costs only the map.
+        b.iter(|| {
+            let mut ext = http::Extensions::new();
+            ext.insert(black_box(Context::background()));
+            assert!(ext.get::<Context>().is_some());
+        })
+    });
+
+    group.bench_function("header_lookups", |b| {
+        let grpc_timeout = http::HeaderName::from_static("grpc-timeout");
+        let baggage = http::HeaderName::from_static("baggage");
+        let req = Request::get("/")
+            .header(http::header::HOST, "127.0.0.1")
+            .body(())
+            .unwrap();
+        b.iter(|| {
+            let headers = black_box(&req).headers();
+            let found = headers.get(&grpc_timeout).is_some()
+                || headers.get(&baggage).is_some()
+                || headers.get(http::header::CONTENT_TYPE).is_some();
+            assert!(!black_box(found));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, parts);
 criterion_main!(benches);
