@@ -13,7 +13,8 @@
 #   benches/server/run.sh [ROUNDS] [SECONDS] [CONNECTIONS] [CHURN]   # defaults 5 5 50 1000000
 #
 # The servers run on one runtime worker pinned to CPU 0, wrk (one thread) on CPU 1. Prints a
-# table of medians (requests/s, p50, p99), each `+ctx` variant's ratio to its plain one, and
+# table of medians (requests/s, p50, p99), each `+ctx` variant's ratio to its plain one (and
+# draws them in docs/server.svg, benches/server/chart.py), and
 # the memory figures; fails if a run did no work (no requests, or socket errors).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -124,6 +125,9 @@ for v in ("hyper", "hyper+tower", "hyper+ctx", "hyper+ctx-nodeadline", "axum", "
           f"{m['rps'] / plain['rps']:.3f} | {m['p99'] / plain['p99']:.3f} | "
           f"{m['rps'] / same['rps']:.3f} |")
 EOF
+if [ "$rounds" -gt 0 ]; then
+  python3 benches/server/chart.py "$results" docs/server.svg && echo "chart: docs/server.svg"
+fi
 
 echo
 echo "=== memory: axum+ctx, $churn requests, one in ten from a client that leaves mid-request"
