@@ -58,6 +58,13 @@ impl Decoder for RawCodec {
     }
 }
 
+/// What the handler reports: `hang` reached it, or its sub-task saw the context done.
+#[derive(Debug)]
+enum Event {
+    Started,
+    Ended(Ended),
+}
+
 /// What a sub-task saw when the request's context became done.
 #[derive(Debug)]
 struct Ended {
@@ -68,11 +75,11 @@ struct Ended {
 
 /// The service `ctxcore.test.Work` with one unary method, `Run`. The request names what
 /// the handler does: `deadline` answers the time left on the request's context in
-/// milliseconds; `hang` spawns a sub-task that reports when the context is done, then
-/// never answers.
+/// milliseconds; `hang` reports that it started, spawns a sub-task that reports when the
+/// context is done, then never answers.
 #[derive(Clone)]
 struct Work {
-    ended: mpsc::UnboundedSender<Ended>,
+    events: mpsc::UnboundedSender<Event>,
 }
 
 impl NamedService for Work {
@@ -91,11 +98,11 @@ impl tower::Service<http::Request<tonic::body::Body>> for Work {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let ended = self.ended.clone();
+        let events = self.events.clone();
         Box::pin(async move {
             let handler = tower::service_fn(move |req: tonic::Request<Bytes>| {
-                let ended = ended.clone();
-                async move { run(req, ended).await }
+                let events = events.clone();
+                async move { run(req, events).await }
             });
             let mut grpc = tonic::server::Grpc::new(RawCodec);
             Ok(grpc.unary(handler, req).await)
@@ -106,7 +113,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for Work {
 /// The handler: what a user of tonic writes, with the context from the extensions.
 async fn run(
     req: tonic::Request<Bytes>,
-    ended: mpsc::UnboundedSender<Ended>,
+    events: mpsc::UnboundedSender<Event>,
 ) -> Result<tonic::Response<Bytes>, Status> {
     let ctx = req
         .extensions()
@@ -121,16 +128,17 @@ async fn run(
             Ok(tonic::Response::new(Bytes::from(format!("{left:?}"))))
         }
         b"hang" => {
+            let _ = events.send(Event::Started);
             tokio::spawn(async move {
                 ctx.done().await;
                 let client_gone = ctx
                     .cause()
                     .is_some_and(|c| c.downcast_ref::<ClientGone>().is_some());
-                let _ = ended.send(Ended {
+                let _ = events.send(Event::Ended(Ended {
                     err: ctx.err(),
                     client_gone,
                     at: Instant::now(),
-                });
+                }));
             });
             std::future::pending().await
         }
@@ -139,12 +147,12 @@ async fn run(
 }
 
 /// A tonic server on 127.0.0.1 with the layer; returns the client channel, the receiver
-/// of the sub-tasks' reports and the server's root handle.
+/// of the handler's reports and the server's root handle.
 async fn serve(
     layer: impl FnOnce(&Context) -> RequestContextLayer,
 ) -> (
     Channel,
-    mpsc::UnboundedReceiver<Ended>,
+    mpsc::UnboundedReceiver<Event>,
     ctxcore::CancelHandle,
 ) {
     let (root, root_handle) = Context::background().with_cancel_shared();
@@ -154,7 +162,7 @@ async fn serve(
     let incoming = tokio_stream_of(listener);
     let router = Server::builder()
         .layer(layer(&root))
-        .add_service(Work { ended: tx });
+        .add_service(Work { events: tx });
     let stop = root.clone();
     tokio::spawn(async move {
         router
@@ -215,9 +223,38 @@ async fn left_ms(channel: &Channel, timeout: Option<Duration>) -> u128 {
     inner.parse().unwrap()
 }
 
+/// The handler's next report.
+async fn next_event(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("the handler reported within 5 s")
+        .expect("the server is still running")
+}
+
+/// What the next sub-task saw when its context became done.
+async fn next_end(events: &mut mpsc::UnboundedReceiver<Event>) -> Ended {
+    match next_event(events).await {
+        Event::Ended(end) => end,
+        other => panic!("expected a sub-task's end, got {other:?}"),
+    }
+}
+
+/// Starts a `hang` call without a timeout and returns once the handler has it.
+async fn hanging_call(
+    channel: &Channel,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> tokio::task::JoinHandle<Result<Bytes, Status>> {
+    let call = tokio::spawn({
+        let channel = channel.clone();
+        async move { call(&channel, b"hang", None).await }
+    });
+    assert!(matches!(next_event(events).await, Event::Started));
+    call
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_sees_the_clients_grpc_timeout_the_default_and_the_cap() {
-    let (channel, _ended, _root) = serve(|root| {
+    let (channel, _events, _root) = serve(|root| {
         RequestContextLayer::new(root)
             .default_timeout(Duration::from_secs(30))
             .max_timeout(Duration::from_secs(60))
@@ -242,7 +279,7 @@ async fn handler_sees_the_clients_grpc_timeout_the_default_and_the_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_stops_the_handlers_sub_tasks_with_deadline_exceeded() {
-    let (channel, mut ended, _root) = serve(RequestContextLayer::new).await;
+    let (channel, mut events, _root) = serve(RequestContextLayer::new).await;
     let start = Instant::now();
     let status = call(&channel, b"hang", Some(Duration::from_millis(200)))
         .await
@@ -255,10 +292,8 @@ async fn deadline_stops_the_handlers_sub_tasks_with_deadline_exceeded() {
         "{status:?}"
     );
     assert!(start.elapsed() >= Duration::from_millis(200));
-    let end = tokio::time::timeout(Duration::from_secs(5), ended.recv())
-        .await
-        .expect("the sub-task saw its context done")
-        .unwrap();
+    assert!(matches!(next_event(&mut events).await, Event::Started));
+    let end = next_end(&mut events).await;
     assert_eq!(end.err, Some(Error::DeadlineExceeded), "{end:?}");
     assert!(!end.client_gone, "{end:?}");
     let after = end.at - start;
@@ -270,19 +305,12 @@ async fn deadline_stops_the_handlers_sub_tasks_with_deadline_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_goes_away_stops_the_handlers_sub_tasks_with_client_gone() {
-    let (channel, mut ended, _root) = serve(RequestContextLayer::new).await;
-    let pending = tokio::spawn({
-        let channel = channel.clone();
-        async move { call(&channel, b"hang", None).await }
-    });
-    // Let the request reach the handler, then leave: the aborted call resets its stream.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (channel, mut events, _root) = serve(RequestContextLayer::new).await;
+    let pending = hanging_call(&channel, &mut events).await;
+    // Leave: the aborted call resets its stream.
     pending.abort();
     let left = Instant::now();
-    let end = tokio::time::timeout(Duration::from_secs(5), ended.recv())
-        .await
-        .expect("the sub-task saw its context done")
-        .unwrap();
+    let end = next_end(&mut events).await;
     assert_eq!(end.err, Some(Error::Canceled), "{end:?}");
     assert!(end.client_gone, "{end:?}");
     assert!(
@@ -294,17 +322,10 @@ async fn client_that_goes_away_stops_the_handlers_sub_tasks_with_client_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_the_root_stops_in_flight_requests() {
-    let (channel, mut ended, root) = serve(RequestContextLayer::new).await;
-    let pending = tokio::spawn({
-        let channel = channel.clone();
-        async move { call(&channel, b"hang", None).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (channel, mut events, root) = serve(RequestContextLayer::new).await;
+    let pending = hanging_call(&channel, &mut events).await;
     root.cancel();
-    let end = tokio::time::timeout(Duration::from_secs(5), ended.recv())
-        .await
-        .expect("the sub-task saw its context done")
-        .unwrap();
+    let end = next_end(&mut events).await;
     assert_eq!(end.err, Some(Error::Canceled), "{end:?}");
     assert!(!end.client_gone, "{end:?}");
     pending.abort();
