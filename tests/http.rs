@@ -214,6 +214,50 @@ fn request_dropped_after_its_deadline_is_deadline_exceeded() {
     }
 }
 
+/// A response body that never ends (a stream the server is still sending).
+struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// As for the service future: a response body dropped unfinished at or after its
+/// context's deadline reports the deadline, not a client gone.
+#[test]
+fn body_dropped_after_its_deadline_is_deadline_exceeded() {
+    for _ in 0..20 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut svc = ServiceBuilder::new()
+            .layer(
+                RequestContextLayer::new(&Context::background())
+                    .default_timeout(Duration::from_millis(5)),
+            )
+            .service_fn(move |req: Request<String>| {
+                tx.send(req.extensions().get::<Context>().unwrap().clone())
+                    .unwrap();
+                std::future::ready(Ok::<_, Infallible>(Response::new(Endless)))
+            });
+        let res = rt().block_on(svc.call(request_with(None))).unwrap();
+        let ctx = rx.recv().unwrap();
+        assert!(!ctx.is_done(), "the body is still being sent");
+        let deadline = ctx.deadline().unwrap();
+        while Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        drop(res);
+        assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+        assert!(ctx.cause().unwrap().downcast_ref::<ClientGone>().is_none());
+    }
+}
+
 async fn slow_answer(content_type: &'static str) -> Response<ctxcore::http::ContextBody<String>> {
     let mut svc = ServiceBuilder::new()
         .layer(

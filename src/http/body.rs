@@ -3,9 +3,11 @@
 //! The body holds the request's [`CancelHandle`]. The context is cancelled (cause
 //! `Canceled`) as soon as the body has reached its end: the inner body returned its last
 //! frame, or reports `is_end_stream`. Dropped before its end, the body cancels with cause
-//! [`ClientGone`]: a server drops a response body unfinished when the client went away.
+//! [`ClientGone`]: a server drops a response body unfinished when the client went away
+//! (or, at or after the context's deadline, as the deadline would: see [`gone`]).
 
 use super::ClientGone;
+use crate::clock::Clock;
 use crate::CancelHandle;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -27,6 +29,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Option<B>,
         handle: Option<CancelHandle>,
+        // The clock of the handle's context, read if the body is dropped unfinished.
+        clock: Clock,
     }
 
     impl<B: Body> PinnedDrop for ContextBody<B> {
@@ -35,7 +39,7 @@ pin_project_lite::pin_project! {
             if let Some(handle) = this.handle.take() {
                 let finished = this.inner.as_ref().as_pin_ref().is_none_or(|b| b.is_end_stream());
                 if !finished {
-                    handle.cancel_with_cause(ClientGone);
+                    gone(&handle, this.clock);
                 }
             }
         }
@@ -43,11 +47,13 @@ pin_project_lite::pin_project! {
 }
 
 impl<B: Body> ContextBody<B> {
-    /// Wraps `inner`; `handle` is cancelled when the body ends or is dropped.
-    pub(crate) fn new(inner: B, handle: CancelHandle) -> ContextBody<B> {
+    /// Wraps `inner`; `handle` (of a context on `clock`) is cancelled when the body ends
+    /// or is dropped.
+    pub(crate) fn new(inner: B, handle: CancelHandle, clock: Clock) -> ContextBody<B> {
         ContextBody {
             inner: Some(inner),
             handle: Some(handle),
+            clock,
         }
     }
 
@@ -61,7 +67,21 @@ impl<B: Body> ContextBody<B> {
         ContextBody {
             inner: None,
             handle: None,
+            clock: Clock::system(),
         }
+    }
+}
+
+/// Ends the context of a request dropped before its end: its response future dropped
+/// unanswered, or its body dropped unfinished. At or after the context's deadline this is
+/// reported as the deadline passing (`DeadlineExceeded`): an outer timeout of the same
+/// deadline (tonic's server reads `grpc-timeout` too) may drop the request a moment before
+/// the context's own timer fires. Earlier, the client went away ([`ClientGone`]).
+pub(super) fn gone(handle: &CancelHandle, clock: &Clock) {
+    if handle.deadline().is_some_and(|d| d <= clock.now()) {
+        handle.expire();
+    } else {
+        handle.cancel_with_cause(ClientGone);
     }
 }
 

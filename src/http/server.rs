@@ -5,10 +5,12 @@
 //! and the layer's cap. It goes into the request's extensions, and its cancel handle goes
 //! with the response: into the response body ([`ContextBody`]), which cancels it when
 //! the body is finished or dropped. A service future dropped before it answered cancels it
-//! with [`ClientGone`] (or as its deadline would, when that has passed); a deadline that
-//! passes first drops the handler and answers 504 (or gRPC `DEADLINE_EXCEEDED`).
+//! with [`ClientGone`](super::ClientGone) (or as its deadline would, when that has
+//! passed); a deadline that passes first drops the handler and answers 504 (or gRPC
+//! `DEADLINE_EXCEEDED`).
 
-use super::{grpc_timeout, Baggage, ClientGone, ContextBody};
+use super::body::gone;
+use super::{grpc_timeout, Baggage, ContextBody};
 use crate::clock::Clock;
 use crate::{CancelHandle, Context, DoneOwned, Error};
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -182,7 +184,8 @@ where
 
 pin_project_lite::pin_project! {
     /// The future of [`RequestContext`]: the handler raced against the request's deadline.
-    /// Dropped before it answered, it cancels the request's context with [`ClientGone`].
+    /// Dropped before it answered, it cancels the request's context with
+    /// [`ClientGone`](super::ClientGone) (at or after its deadline: `DeadlineExceeded`).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Option<F>,
@@ -207,19 +210,6 @@ pin_project_lite::pin_project! {
                 gone(&handle, this.clock);
             }
         }
-    }
-}
-
-/// Ends the context of a request dropped before its answer. Dropped at or after its
-/// deadline, the request is reported as its deadline passing (`DeadlineExceeded`): an outer
-/// timeout of the same deadline (tonic's server reads `grpc-timeout` too) may drop the
-/// request a moment before this layer's own deadline fires. Dropped earlier, the client
-/// went away ([`ClientGone`]).
-fn gone(handle: &CancelHandle, clock: &Clock) {
-    if handle.deadline().is_some_and(|d| d <= clock.now()) {
-        handle.expire();
-    } else {
-        handle.cancel_with_cause(ClientGone);
     }
 }
 
@@ -279,7 +269,10 @@ where
                 .handle
                 .take()
                 .expect("the handle is kept until the answer");
-            return Poll::Ready(out.map(|res| res.map(|body| ContextBody::new(body, handle))));
+            let clock = this.clock.clone();
+            return Poll::Ready(
+                out.map(|res| res.map(|body| ContextBody::new(body, handle, clock))),
+            );
         }
         if *this.racing {
             let Some(handle) = this.handle.as_ref() else {
