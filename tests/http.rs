@@ -181,36 +181,60 @@ fn dropped_service_future_is_client_gone() {
     });
 }
 
+/// The layer with a 5 ms default timeout around a handler that hands its context out and
+/// answers with `answer`.
+fn five_ms<F, B>(
+    answer: impl Fn() -> F + Clone,
+) -> (
+    impl Service<
+        Request<String>,
+        Response = Response<ctxcore::http::ContextBody<B>>,
+        Error = Infallible,
+    >,
+    std::sync::mpsc::Receiver<Context>,
+)
+where
+    F: std::future::Future<Output = Result<Response<B>, Infallible>>,
+    B: http_body::Body,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let svc = ServiceBuilder::new()
+        .layer(
+            RequestContextLayer::new(&Context::background())
+                .default_timeout(Duration::from_millis(5)),
+        )
+        .service_fn(move |req: Request<String>| {
+            tx.send(req.extensions().get::<Context>().unwrap().clone())
+                .unwrap();
+            answer()
+        });
+    (svc, rx)
+}
+
+/// Drops `held` (the request's future or its response) as soon as `ctx`'s deadline has
+/// passed, spinning on the clock, before the timer thread is likely to have fired it; the
+/// context must report its deadline, not a client gone.
+fn drop_past_the_deadline<T>(ctx: &Context, held: T) {
+    let deadline = ctx.deadline().unwrap();
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
+    drop(held);
+    assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    assert!(ctx.cause().unwrap().downcast_ref::<ClientGone>().is_none());
+}
+
 /// An outer timeout with the same deadline (tonic's own `grpc-timeout`) may drop the
-/// request a moment before the layer's timer fires: the context then reports its deadline,
-/// not a client gone. The drop here comes as soon as the deadline has passed, spinning on
-/// the clock, before the timer thread is likely to have fired it.
+/// request a moment before the layer's timer fires: the context then reports its deadline.
 #[test]
 fn request_dropped_after_its_deadline_is_deadline_exceeded() {
     for _ in 0..20 {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut svc = ServiceBuilder::new()
-            .layer(
-                RequestContextLayer::new(&Context::background())
-                    .default_timeout(Duration::from_millis(5)),
-            )
-            .service_fn(move |req: Request<String>| {
-                tx.send(req.extensions().get::<Context>().unwrap().clone())
-                    .unwrap();
-                std::future::pending::<Result<Response<String>, Infallible>>()
-            });
+        let (mut svc, rx) = five_ms(std::future::pending::<Result<Response<String>, Infallible>>);
         let mut fut = Box::pin(svc.call(request_with(None)));
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         assert!(std::future::Future::poll(fut.as_mut(), &mut cx).is_pending());
-        let ctx = rx.recv().unwrap();
-        let deadline = ctx.deadline().unwrap();
-        while Instant::now() < deadline {
-            std::hint::spin_loop();
-        }
-        drop(fut);
-        assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
-        assert!(ctx.cause().unwrap().downcast_ref::<ClientGone>().is_none());
+        drop_past_the_deadline(&rx.recv().unwrap(), fut);
     }
 }
 
@@ -230,31 +254,15 @@ impl http_body::Body for Endless {
 }
 
 /// As for the service future: a response body dropped unfinished at or after its
-/// context's deadline reports the deadline, not a client gone.
+/// context's deadline reports the deadline.
 #[test]
 fn body_dropped_after_its_deadline_is_deadline_exceeded() {
     for _ in 0..20 {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut svc = ServiceBuilder::new()
-            .layer(
-                RequestContextLayer::new(&Context::background())
-                    .default_timeout(Duration::from_millis(5)),
-            )
-            .service_fn(move |req: Request<String>| {
-                tx.send(req.extensions().get::<Context>().unwrap().clone())
-                    .unwrap();
-                std::future::ready(Ok::<_, Infallible>(Response::new(Endless)))
-            });
+        let (mut svc, rx) = five_ms(|| std::future::ready(Ok(Response::new(Endless))));
         let res = rt().block_on(svc.call(request_with(None))).unwrap();
         let ctx = rx.recv().unwrap();
         assert!(!ctx.is_done(), "the body is still being sent");
-        let deadline = ctx.deadline().unwrap();
-        while Instant::now() < deadline {
-            std::hint::spin_loop();
-        }
-        drop(res);
-        assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
-        assert!(ctx.cause().unwrap().downcast_ref::<ClientGone>().is_none());
+        drop_past_the_deadline(&ctx, res);
     }
 }
 
