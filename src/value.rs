@@ -17,14 +17,15 @@
 //! - Up to [`INLINE_TYPES`] types, the slots sit inline in the header and a lookup scans
 //!   them: at most four key comparisons in one cache line, whatever the depth. One
 //!   allocation per `with_value`, 88 bytes of header plus the value.
-//! - Beyond that, the table moves to the heap (a second allocation): open addressing on the
-//!   key, still one probe in the common case.
+//! - Beyond that, the table follows the value in the node's own allocation (still one
+//!   allocation per `with_value`): open addressing on the key, still one probe in the
+//!   common case.
 //!
 //! # Invariants
 //!
-//! 1. A table is never written after its node is published; a heap table has at least one
-//!    empty slot (load at most 3/4), so a probe always ends; an inline table's first `len`
-//!    slots are its entries.
+//! 1. A table is never written after its node is published; a trailing table has at least
+//!    one empty slot (load at most 3/4), so a probe always ends; an inline table's first
+//!    `len` slots are its entries.
 //! 2. Every slot points to this node or an ancestor; the counted parent chain keeps them
 //!    alive as long as this node lives. A type appears in at most one slot of a table.
 //! 3. Nodes are freed by [`release`]'s loop, parent after child: no recursion on depth.
@@ -33,9 +34,9 @@
 //! node pointer, and whatever sends the context to another thread publishes the table
 //! (arc-swap would add an atomic swap for nothing here). Only the count is atomic.
 
+use std::alloc::{self, Layout};
 use std::any::TypeId;
 use std::hash::{Hash, Hasher};
-use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 // Loom's under loom: a value node's count orders what happens before it is freed, and since
 // a shared root's value table holds counted stripes (`stripe.rs`), the models must see it.
@@ -45,7 +46,7 @@ use crate::sync::{AtomicU32, Ordering};
 pub(crate) const INLINE_TYPES: usize = 4;
 
 /// One visible value: its type's key and the node that holds it. `node` is null in an
-/// empty heap slot.
+/// empty slot of a trailing table.
 #[derive(Clone, Copy)]
 struct Slot {
     key: u64,
@@ -104,7 +105,7 @@ fn key_of(id: TypeId) -> u64 {
     h.finish()
 }
 
-/// The heap slot a key probes first.
+/// The trailing-table slot a key probes first.
 #[inline]
 fn home(key: u64, mask: usize) -> usize {
     // Fibonacci hashing: the top bits of the product are well mixed.
@@ -118,10 +119,18 @@ fn holds(slot: &Slot, key: u64, id: TypeId) -> bool {
     slot.key == key && unsafe { (*slot.node).meta }.type_id == id
 }
 
-/// The slots of a header: inline while `len <= INLINE_TYPES`, else a heap table.
+/// A table of `cap` slots (a power of two) after the value, in the node's own allocation.
+#[derive(Clone, Copy)]
+struct Trailing {
+    first: *const Slot,
+    cap: usize,
+}
+
+/// The slots of a header: inline while `len <= INLINE_TYPES`, else a trailing table.
+#[derive(Clone, Copy)]
 union Slots {
     inline: [Slot; INLINE_TYPES],
-    heap: ManuallyDrop<Box<[Slot]>>,
+    trailing: Trailing,
 }
 
 /// The type-erased header of every value node.
@@ -158,8 +167,7 @@ impl ValueHead {
                 .find(|s| holds(s, key, id))
                 .map(|s| s.node);
         }
-        // SAFETY: `len > INLINE_TYPES`: the heap table is the live field.
-        let slots: &[Slot] = unsafe { &self.slots.heap };
+        let slots = self.trailing_slots();
         let mask = slots.len() - 1;
         let mut i = home(key, mask);
         loop {
@@ -180,23 +188,33 @@ impl ValueHead {
             // SAFETY: inline is the live field; its first `len` slots are filled.
             unsafe { &self.slots.inline[..self.len as usize] }
         } else {
-            // SAFETY: the heap table is the live field.
-            unsafe { &self.slots.heap }
+            self.trailing_slots()
         };
         slots.iter().filter(|s| !s.node.is_null())
     }
-}
 
-impl Drop for ValueHead {
-    fn drop(&mut self) {
-        if !self.is_inline() {
-            // SAFETY: the heap table is the live field, dropped once, here.
-            unsafe { ManuallyDrop::drop(&mut self.slots.heap) };
+    /// The slots of the trailing table; only for a header with `len > INLINE_TYPES`.
+    fn trailing_slots(&self) -> &[Slot] {
+        debug_assert!(!self.is_inline());
+        // SAFETY: `len > INLINE_TYPES`: the trailing table is the live field.
+        let t = unsafe { self.slots.trailing };
+        // SAFETY: `first` points to `cap` slots, all written before the node was published
+        // (invariant 1), in the allocation of this header, alive while `self` is borrowed.
+        unsafe { std::slice::from_raw_parts(t.first, t.cap) }
+    }
+
+    /// The trailing table's capacity (0 for an inline table).
+    fn trailing_cap(&self) -> usize {
+        if self.is_inline() {
+            0
+        } else {
+            // SAFETY: `len > INLINE_TYPES`: the trailing table is the live field.
+            unsafe { self.slots.trailing }.cap
         }
     }
 }
 
-/// Puts `slot` (of type `id`) in the heap table `slots`, replacing its type's.
+/// Puts `slot` (of type `id`) in the trailing table `slots`, replacing its type's.
 fn put(slots: &mut [Slot], slot: Slot, id: TypeId) {
     let mask = slots.len() - 1;
     let mut i = home(slot.key, mask);
@@ -206,53 +224,64 @@ fn put(slots: &mut [Slot], slot: Slot, id: TypeId) {
     slots[i] = slot;
 }
 
-/// The table of a child of `parent` (`None`: no values yet) that adds `own`, of type `id`,
-/// shadowing the parent's value of that type (invariants 1 and 2). Returns its length.
-fn table_with(parent: Option<&ValueHead>, own: Slot, id: TypeId) -> (u32, Slots) {
+/// The size of the table of a child of `parent` (`None`: no values yet) that adds a value
+/// of type `id`: its length (distinct types), and the capacity of its trailing table
+/// (`None`: inline).
+fn table_size(parent: Option<&ValueHead>, id: TypeId) -> (usize, Option<usize>) {
     let Some(p) = parent else {
-        let mut inline = [EMPTY; INLINE_TYPES];
-        inline[0] = own;
-        return (1, Slots { inline });
+        return (1, None);
     };
-    let shadows = p.find(id).is_some();
-    let len = p.len as usize + usize::from(!shadows);
+    let len = p.len as usize + usize::from(p.find(id).is_none());
     if len <= INLINE_TYPES {
-        // SAFETY: `p.len <= len <= INLINE_TYPES`: the parent's table is inline.
-        let mut inline = unsafe { p.slots.inline };
-        match inline[..p.len as usize]
-            .iter_mut()
-            .find(|s| holds(s, own.key, id))
-        {
-            Some(s) => *s = own,
-            None => inline[len - 1] = own,
-        }
-        return (len as u32, Slots { inline });
+        return (len, None);
     }
     let want = (len * 4 / 3 + 1).next_power_of_two();
-    // The parent's heap table, if it has one.
-    let parent_heap: Option<&[Slot]> = if p.is_inline() {
-        None
-    } else {
-        // SAFETY: `len > INLINE_TYPES`: the heap table is the parent's live field.
-        Some(unsafe { &p.slots.heap })
+    // A parent's trailing table that is large enough is copied as it is.
+    (len, Some(want.max(p.trailing_cap())))
+}
+
+/// The inline table of a child of `parent` that adds `own`, of type `id`, shadowing the
+/// parent's value of that type (invariants 1 and 2); `len` is from [`table_size`].
+fn inline_table(parent: Option<&ValueHead>, own: Slot, id: TypeId, len: usize) -> Slots {
+    let (mut inline, parent_len) = match parent {
+        // SAFETY: `p.len <= len <= INLINE_TYPES`: the parent's table is inline.
+        Some(p) => (unsafe { p.slots.inline }, p.len as usize),
+        None => ([EMPTY; INLINE_TYPES], 0),
     };
-    let mut slots = if let Some(heap) = parent_heap.filter(|h| h.len() >= want) {
-        heap.to_vec().into_boxed_slice()
+    match inline[..parent_len]
+        .iter_mut()
+        .find(|s| holds(s, own.key, id))
+    {
+        Some(s) => *s = own,
+        None => inline[len - 1] = own,
+    }
+    Slots { inline }
+}
+
+/// Fills `slots`, the trailing table of a child of `p` that adds `own`, of type `id`
+/// (invariants 1 and 2): a copy of the parent's trailing table if it has the same
+/// capacity, else the parent's entries put afresh; then `own`.
+fn fill_trailing(p: &ValueHead, own: Slot, id: TypeId, slots: &mut [Slot]) {
+    if p.trailing_cap() == slots.len() {
+        // The parent's table is trailing (a capacity above zero), of this length.
+        slots.copy_from_slice(p.trailing_slots());
     } else {
-        let mut fresh = vec![EMPTY; want].into_boxed_slice();
+        slots.fill(EMPTY);
         for s in p.entries() {
             // SAFETY: a filled slot points to a live node (invariant 2).
-            put(&mut fresh, *s, unsafe { (*s.node).meta }.type_id);
+            put(slots, *s, unsafe { (*s.node).meta }.type_id);
         }
-        fresh
-    };
-    put(&mut slots, own, id);
-    (
-        len as u32,
-        Slots {
-            heap: ManuallyDrop::new(slots),
-        },
-    )
+    }
+    put(slots, own, id);
+}
+
+/// The allocation of a `ValueNode<T>` with a trailing table of `cap` slots, and the
+/// table's offset in it.
+fn node_layout<T>(cap: usize) -> (Layout, usize) {
+    let (layout, offset) = Layout::new::<ValueNode<T>>()
+        .extend(Layout::array::<Slot>(cap).expect("a value table fits in memory"))
+        .expect("a value node fits in memory");
+    (layout.pad_to_align(), offset)
 }
 
 #[repr(C)]
@@ -342,33 +371,52 @@ impl ValueRef {
             unsafe { acquire(p.0.as_ptr()) };
             p.0.as_ptr() as *const ValueHead
         });
-        let node = Box::into_raw(Box::new(ValueNode {
-            head: ValueHead {
-                refs: AtomicU32::new(1),
-                len: 0,
-                parent: parent_head,
-                meta: MetaOf::<T>::META,
-                slots: Slots {
-                    inline: [EMPTY; INLINE_TYPES],
-                },
-            },
-            value,
-        }));
         let id = TypeId::of::<T>();
+        let parent_table = parent.map(ValueRef::head);
+        let (len, cap) = table_size(parent_table, id);
+        let (layout, offset) = node_layout::<T>(cap.unwrap_or(0));
+        // SAFETY: the layout has a non-zero size (the header alone is 88 bytes).
+        let raw = unsafe { alloc::alloc(layout) };
+        let Some(raw) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        let node = raw.as_ptr() as *mut ValueNode<T>;
         let own = Slot {
             key: key_of(id),
             node: node as *const ValueHead,
         };
-        let (len, slots) = table_with(parent.map(ValueRef::head), own, id);
-        // SAFETY: `node` is a fresh allocation only we can see; its `len` is 0, so the
-        // inline slots it holds need no drop. The table is set before the node is
+        let slots = match (cap, parent_table) {
+            (Some(cap), Some(p)) => {
+                // SAFETY: `offset` and `cap` come from this allocation's layout: `cap`
+                // slots, aligned, right after the `ValueNode<T>`; only we can see them.
+                let table = unsafe { raw.as_ptr().add(offset) } as *mut Slot;
+                // SAFETY: as just said; `fill_trailing` writes every slot before any read
+                // (a copy, or `fill` first).
+                let slice = unsafe { std::slice::from_raw_parts_mut(table, cap) };
+                fill_trailing(p, own, id, slice);
+                Slots {
+                    trailing: Trailing { first: table, cap },
+                }
+            }
+            _ => inline_table(parent_table, own, id, len),
+        };
+        // SAFETY: `node` is a fresh allocation of `ValueNode<T>`'s size and alignment (the
+        // layout starts with it) that only we can see. The table is set before the node is
         // published (invariant 1) and points to this node and its ancestors (invariant 2).
         unsafe {
-            (*node).head.slots = slots;
-            (*node).head.len = len;
-        }
-        // SAFETY: `Box::into_raw` is non-null; `head` is the first field (repr(C)).
-        ValueRef(unsafe { NonNull::new_unchecked(node as *mut ValueHead) })
+            node.write(ValueNode {
+                head: ValueHead {
+                    refs: AtomicU32::new(1),
+                    len: len as u32,
+                    parent: parent_head,
+                    meta: MetaOf::<T>::META,
+                    slots,
+                },
+                value,
+            })
+        };
+        // `head` is the first field (repr(C)).
+        ValueRef(raw.cast())
     }
 
     /// The nearest value of type `T`.
@@ -468,8 +516,14 @@ unsafe fn release(mut h: *const ValueHead) {
 /// # Safety
 /// `h` is the head of a `ValueNode<T>` whose count is zero.
 unsafe fn free_node<T>(h: *const ValueHead) {
-    // SAFETY: made by `Box::into_raw(Box::new(ValueNode<T>))` in `ValueRef::with`.
-    drop(unsafe { Box::from_raw(h as *mut ValueNode<T>) });
+    // SAFETY: the node is alive until the dealloc below; only we can reach it.
+    let cap = unsafe { &*h }.trailing_cap();
+    // SAFETY: `ValueRef::with` wrote a `ValueNode<T>` at `h`, dropped once, here (the
+    // header owns nothing to drop; the trailing table is plain slots).
+    unsafe { ptr::drop_in_place(h as *mut ValueNode<T>) };
+    // SAFETY: allocated by `ValueRef::with` with this layout: the capacity is the one its
+    // header recorded.
+    unsafe { alloc::dealloc(h as *mut u8, node_layout::<T>(cap).0) };
 }
 
 #[cfg(all(test, not(loom)))]
@@ -522,6 +576,39 @@ mod tests {
             assert_eq!(Arc::strong_count(&probe), 102);
         }
         assert_eq!(Arc::strong_count(&probe), 1);
+    }
+
+    #[test]
+    fn over_aligned_and_zero_sized_values_with_a_trailing_table() {
+        // The trailing table follows the value: its offset depends on the value's size and
+        // alignment. A drop counter checks each value is dropped once, with its node.
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        #[repr(align(64))]
+        struct Wide(u8);
+        impl Drop for Wide {
+            fn drop(&mut self) {
+                DROPS.fetch_add(1, SeqCst);
+            }
+        }
+        struct Unit;
+        {
+            let mut v = ValueRef::with(None, 1u8);
+            v = ValueRef::with(Some(&v), 2u16);
+            v = ValueRef::with(Some(&v), 3u32);
+            v = ValueRef::with(Some(&v), 4u64);
+            v = ValueRef::with(Some(&v), Wide(5));
+            assert_eq!(v.0.as_ptr() as usize % 64, 0, "the node keeps the value's alignment");
+            v = ValueRef::with(Some(&v), Unit);
+            v = ValueRef::with(Some(&v), Wide(7));
+            assert_eq!(v.len(), 6);
+            assert_eq!(v.get::<Wide>().map(|w| w.0), Some(7));
+            assert!(v.get::<Unit>().is_some());
+            assert_eq!(v.get::<u8>(), Some(&1));
+            assert_eq!(v.get::<u64>(), Some(&4));
+            assert_eq!(DROPS.load(SeqCst), 0);
+        }
+        assert_eq!(DROPS.load(SeqCst), 2);
     }
 
     #[test]
