@@ -42,7 +42,8 @@ use std::ptr::{self, NonNull};
 // a shared root's value table holds counted stripes (`stripe.rs`), the models must see it.
 use crate::sync::{AtomicU32, Ordering};
 
-/// Distinct value types a context can see before its table moves to the heap.
+/// Distinct value types a context can see before its table moves out of the header (to a
+/// trailing table in the same allocation).
 pub(crate) const INLINE_TYPES: usize = 4;
 
 /// One visible value: its type's key and the node that holds it. `node` is null in an

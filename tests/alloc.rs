@@ -144,3 +144,30 @@ fn a_deadline_cycle_reuses_its_node_and_timer_entry() {
     });
     assert!(per_op < 0.1, "{per_op} allocations per deadline cycle");
 }
+
+#[test]
+fn with_value_allocates_once_however_many_types_are_visible() {
+    // Beyond four visible types the value table follows the value in the node's own
+    // allocation (src/value.rs): one allocation per `with_value`, as with fewer types.
+    struct T5;
+    struct T6;
+    struct T7;
+    let parent = Context::background()
+        .with_value(1u8)
+        .with_value(2u16)
+        .with_value(3u32)
+        .with_value(4u64)
+        .with_value(T5)
+        .with_value(T6)
+        .with_value(T7);
+    for visible in [1, 7] {
+        let base = if visible == 1 {
+            Context::background()
+        } else {
+            parent.clone()
+        };
+        let (ctx, n) = allocs(|| base.with_value(8i8));
+        assert_eq!(ctx.value::<i8>(), Some(&8));
+        assert_eq!(n, 1, "allocations of a with_value over {visible} visible type(s)");
+    }
+}

@@ -107,7 +107,7 @@ fn with_value_takes_at_most_96_bytes_while_four_types_are_visible() {
 }
 
 #[test]
-fn with_value_beyond_four_types_still_counts_its_heap_table() {
+fn with_value_beyond_four_types_still_counts_its_trailing_table() {
     let parent = Context::background()
         .with_value(1u8)
         .with_value(2u16)
@@ -115,7 +115,7 @@ fn with_value_beyond_four_types_still_counts_its_heap_table() {
         .with_value(4i8);
     let b = bytes_per_live(|| parent.with_value(5u64));
     println!("with_value with 5 types visible: {b:.1} B");
-    // The 96-byte node plus a heap table of 8 two-word slots.
+    // The 96-byte node plus its trailing table of 8 two-word slots, in one allocation.
     assert!(b > 96.0 && b <= 96.0 + 8.0 * 16.0, "{b:.1} B");
 }
 
