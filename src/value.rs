@@ -599,7 +599,11 @@ mod tests {
             v = ValueRef::with(Some(&v), 3u32);
             v = ValueRef::with(Some(&v), 4u64);
             v = ValueRef::with(Some(&v), Wide(5));
-            assert_eq!(v.0.as_ptr() as usize % 64, 0, "the node keeps the value's alignment");
+            assert_eq!(
+                v.0.as_ptr() as usize % 64,
+                0,
+                "the node keeps the value's alignment"
+            );
             v = ValueRef::with(Some(&v), Unit);
             v = ValueRef::with(Some(&v), Wide(7));
             assert_eq!(v.len(), 6);

@@ -168,6 +168,9 @@ fn with_value_allocates_once_however_many_types_are_visible() {
         };
         let (ctx, n) = allocs(|| base.with_value(8i8));
         assert_eq!(ctx.value::<i8>(), Some(&8));
-        assert_eq!(n, 1, "allocations of a with_value over {visible} visible type(s)");
+        assert_eq!(
+            n, 1,
+            "allocations of a with_value over {visible} visible type(s)"
+        );
     }
 }
