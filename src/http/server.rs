@@ -269,7 +269,9 @@ where
                 .handle
                 .take()
                 .expect("the handle is kept until the answer");
-            let clock = this.clock.clone();
+            // Moved, not cloned (a manual or tokio clock is an `Arc`): without the handle
+            // the future never reads its clock again.
+            let clock = std::mem::take(this.clock);
             return Poll::Ready(
                 out.map(|res| res.map(|body| ContextBody::new(body, handle, clock))),
             );
