@@ -42,11 +42,17 @@ fn ms(n: u64) -> u64 {
     n * 1_000_000
 }
 
+/// A model shard whose driver has promised its next sweep by 10 ms after `origin` (an hour
+/// from now, so no real time reaches it), and that origin.
+fn shard_promising_10ms() -> (Instant, std::sync::Arc<ctxcore::__loom::ModelShard>) {
+    let origin = Instant::now() + Duration::from_secs(3600);
+    (origin, ctxcore::__loom::use_shard(origin, ms(10)))
+}
+
 #[test]
 fn disarm_racing_the_sweep() {
     model(|| {
-        let origin = Instant::now() + Duration::from_secs(3600);
-        let shard = ctxcore::__loom::use_shard(origin, ms(10));
+        let (origin, shard) = shard_promising_10ms();
         let driver = {
             let shard = shard.clone();
             thread::spawn(move || {
@@ -68,8 +74,7 @@ fn disarm_racing_the_sweep() {
 #[test]
 fn cross_thread_disarm_racing_the_sweep() {
     model(|| {
-        let origin = Instant::now() + Duration::from_secs(3600);
-        let shard = ctxcore::__loom::use_shard(origin, ms(10));
+        let (origin, shard) = shard_promising_10ms();
         let (ctx, handle) =
             Context::background().with_deadline(origin + Duration::from_millis(100));
         let canceller = thread::spawn(move || handle.cancel());
@@ -90,8 +95,7 @@ fn cross_thread_disarm_racing_the_sweep() {
 #[test]
 fn two_disarms_of_a_pending_entry() {
     model(|| {
-        let origin = Instant::now() + Duration::from_secs(3600);
-        let shard = ctxcore::__loom::use_shard(origin, ms(10));
+        let (origin, shard) = shard_promising_10ms();
         let (parent, parent_handle) = Context::background().with_cancel();
         let (child, child_handle) = parent.with_deadline(origin + Duration::from_millis(100));
         let canceller = thread::spawn(move || parent_handle.cancel());
@@ -112,10 +116,9 @@ fn two_disarms_of_a_pending_entry() {
 #[test]
 fn promise_keeps_a_late_arm_in_time() {
     model(|| {
-        let origin = Instant::now() + Duration::from_secs(3600);
         // The driver promised its next sweep by 10 ms; that sweep promises 20 ms, the one
         // after it 30 ms.
-        let shard = ctxcore::__loom::use_shard(origin, ms(10));
+        let (origin, shard) = shard_promising_10ms();
         let driver = {
             let shard = shard.clone();
             thread::spawn(move || {
