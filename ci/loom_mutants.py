@@ -42,11 +42,23 @@ MUTANTS = [
      """            entry.next.store(entry_of(word & !7), Ordering::Relaxed);"""),
     ("m02_drop_child_vs_cancel", "src/list.rs",
      "cancel walk leaves DELETED entries to their marker (never unlinked once detached)",
-     """        let keep = next.tag() & DELETED == 0 && visit(e);
-        if !keep {""",
-     """        let deleted = next.tag() & DELETED != 0;
-        let keep = !deleted && visit(e);
-        if !keep && !deleted {"""),
+     """        if !keep {
+            // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.""",
+     """        if !keep && next.tag() & DELETED == 0 {
+            // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read."""),
+    ("m19_waiter_handoff", "src/list/refs.rs",
+     "a waiter's release does not take the LINKED the walk handed to it",
+     """            if walked && matches!(entry.kind, Kind::Waiter(_)) {
+                give_up |= LINKED;""",
+     """            if walked && matches!(entry.kind, Kind::Waiter(_)) {
+                give_up |= 0;"""),
+    ("m19_waiter_handoff", "src/list.rs",
+     "the walk gives up a waiter's LINKED too, though it handed it to the waiter",
+     """            waiter || kept
+        };""",
+     """            let _ = waiter;
+            kept
+        };"""),
     ("m02_drop_child_vs_cancel", "src/list/refs.rs",
      "finalizing a dead node does not finalize the dead entries left in its list",
      """                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
@@ -119,6 +131,25 @@ MUTANTS = [
         entry.state.store(CANCELLED, Ordering::Release);
         false
     } {"""),
+    ("m08_timer_vs_cancel", "src/timer/entry.rs",
+     "the last holder leaves TIMER set when a canceller stopped the timer (invariant 7)",
+     """    !t.is_null() && unsafe { &*t }.state.load(Ordering::Acquire) == CANCELLED""",
+     """    let _ = CANCELLED;
+    false"""),
+    ("m08_timer_vs_cancel", "src/cancel.rs",
+     "the canceller gives TIMER up too, though the last holder does (invariant 7)",
+     """fn disarm_timer(entry: &Entry) {
+    timer::disarm(entry.node().timer);
+}""",
+     """fn disarm_timer(entry: &Entry) {
+    if timer::disarm(entry.node().timer) {
+        entry.give_up_timer();
+    }
+}"""),
+    ("m13_fire_vs_last_drop", "src/timer/entry.rs",
+     "the timer entry's last-count shortcut takes a count of 2 for the last",
+     """    if entry.refs.load(Ordering::Acquire) == 1 {""",
+     """    if entry.refs.load(Ordering::Acquire) <= 2 {"""),
     ("m09_cause_vs_cancel", "src/state.rs",
      "cause published by a second step after DONE (CAS the flags, then fetch_or the pointer)",
      """                .compare_exchange(current, word, Ordering::SeqCst, Ordering::Acquire)
@@ -148,9 +179,9 @@ MUTANTS = [
      """                Kind::Waiter(_) => {}"""),
     ("m13_fire_vs_last_drop", "src/list/refs.rs",
      "the last holder wins the timer's CAS but keeps TIMER (the node is never freed)",
-     """                if timer::disarm(node.timer) {
+     """                if timer::disarm_last(node.timer) {
                     give_up |= TIMER;""",
-     """                if timer::disarm(node.timer) {
+     """                if timer::disarm_last(node.timer) {
                     give_up |= 0;"""),
     ("m13_fire_vs_last_drop", "src/timer/entry.rs",
      "the driver gives up TIMER but never finalizes a node it was the last claim on",

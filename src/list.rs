@@ -38,7 +38,13 @@
 //!    read a run of marked entries moves the predecessor past exactly that run.
 //! 3. LINKED (top bit of `refs`) is set while the entry is reachable from its owner's list or
 //!    from a detached chain not yet walked past it. Exactly one thread clears it: the thread
-//!    whose CAS unlinked the entry, or the closer that walked it.
+//!    whose CAS unlinked the entry, or the closer that walked it; but a waiter the closer
+//!    found unmarked has its LINKED handed to the future or thread waiting on it, which
+//!    gives it up with its count (`list/refs.rs`). The two RMWs on the waiter's `next`
+//!    decide which: the closer's `fetch_or(DETACHED)` and the owner's mark. If the mark
+//!    came first, the closer sees DELETED and clears LINKED; if the closer came first, the
+//!    mark sees DETACHED and the owner clears it. This spares the walk one locked
+//!    instruction per waiter.
 //! 4. An entry is finalized by whichever thread makes its whole `refs` zero (count, LINKED
 //!    and TIMER); the count never rises from zero (new references are only cloned from live
 //!    ones), and TIMER is never set again once cleared.
@@ -53,11 +59,14 @@
 //!    Nobody else touches that list any more: markers and sweepers of a list always hold a
 //!    count on its owner (invariant 5, or a `Context` of it).
 //! 7. TIMER (second bit of `refs`) is set while a node's timer is armed and no one has won
-//!    its entry's CAS yet, then held by the winner until it is done with the node: the
-//!    driver (which cancels the node only if some count is left: nobody else could observe
-//!    it), a canceller, or the node's last holder (which disarms: a deadline alone keeps
-//!    nothing). It keeps the node's memory, not the node: a node with TIMER and no count
-//!    is dead, and is finalized by whoever gives up the last claim.
+//!    its entry's CAS yet. If the driver wins (FIRED), it holds TIMER until it is done with
+//!    the node (it cancels the node only if some count is left: nobody else could observe
+//!    it). If a canceller or the node's last holder wins (CANCELLED; the last holder
+//!    disarms: a deadline alone keeps nothing), TIMER stays set and the last holder gives
+//!    it up with its last count, in one `fetch_sub`: it reads the entry's final state
+//!    after its own disarm attempt, so exactly one thread gives TIMER up. It keeps the
+//!    node's memory, not the node: a node with TIMER and no count is dead, and is
+//!    finalized by whoever gives up the last claim.
 //!
 //! # Orderings
 //!
@@ -285,18 +294,20 @@ impl Node {
     }
 
     /// Marks `e` deleted (see "Algorithm") and sweeps if a sweep is due. Does nothing if `e`
-    /// was already marked or the list closed (the closer then owns it).
+    /// was already marked or the list closed (the closer then owns it). Returns true if a
+    /// closer had walked past `e` already (its link was DETACHED): for a waiter, the caller
+    /// then owns its LINKED (invariant 3).
     ///
     /// # Safety
     ///
     /// `e` is a live entry of this node's list; the caller is pinned with `guard` and holds
     /// a count on this node (invariant 6).
-    pub(crate) unsafe fn mark(&self, e: *const Entry, guard: &Guard) {
+    pub(crate) unsafe fn mark(&self, e: *const Entry, guard: &Guard) -> bool {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
         let old = entry.next.fetch_or(DELETED, Ordering::AcqRel, guard);
         if old.tag() != 0 {
-            return;
+            return old.tag() & DETACHED != 0;
         }
         let l = &self.listeners;
         let garbage = l.garbage.fetch_add(1, Ordering::Relaxed) + 1;
@@ -304,6 +315,7 @@ impl Node {
             // SAFETY: forwarded from our caller.
             unsafe { self.sweep(guard) };
         }
+        false
     }
 
     /// Unlinks every run of marked entries (see "Algorithm") and finalizes what it frees.
@@ -380,22 +392,36 @@ impl Node {
 /// walk (`State::try_never`): `visit` is
 /// called once for every entry that was not marked. Every entry's LINKED is given up after
 /// its visit, except for node entries for which `visit` returns true: the caller takes over
-/// their LINKED and gives it up later with [`unlink_done`].
+/// their LINKED and gives it up later with [`unlink_done`]; and waiters, whose LINKED goes
+/// to the future or thread waiting on them (invariant 3).
 ///
 /// Returns false if the chain was empty (then nothing was pinned).
 pub(crate) fn walk_chain(first: usize, mut visit: impl FnMut(&Entry) -> bool) -> bool {
     if first == 0 {
         return false;
     }
+    // Pinned before the first link is frozen: a waiter's owner may finalize its entry as
+    // soon as it sees that link DETACHED (invariant 3), and the epoch keeps the memory of
+    // an entry retired after our pin until we unpin.
     let guard = &epoch::pin();
     let mut cur = entry_of(first);
     while !cur.is_null() {
         // SAFETY: `cur` is in our detached chain with LINKED still set (invariant 3), so it
         // is not finalized (invariant 4).
         let e = unsafe { cur.deref() };
-        // AcqRel: reads the successor and freezes the link (invariant 1).
+        let waiter = matches!(e.kind, Kind::Waiter(_));
+        // AcqRel: reads the successor and freezes the link (invariant 1); Release, so a
+        // waiter's owner that reads DETACHED in its mark sees everything before it.
         let next = e.next.fetch_or(DETACHED, Ordering::AcqRel, guard);
-        let keep = next.tag() & DELETED == 0 && visit(e);
+        let keep = if next.tag() & DELETED != 0 {
+            false
+        } else {
+            // A waiter's LINKED is its owner's from the `fetch_or` on: the owner's mark
+            // comes after it and finds DETACHED. So `e` may be finalized during the visit
+            // (its memory stays: we are pinned), and nothing here touches it afterwards.
+            let kept = visit(e);
+            waiter || kept
+        };
         if !keep {
             // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read.
             unsafe { unlink_done(cur.as_raw(), guard) };

@@ -94,7 +94,7 @@ impl Entry {
         }
     }
 
-    /// Gives up the TIMER claim; the winner of the timer entry's CAS does this, once.
+    /// Gives up the TIMER claim; the driver does this, once, after firing (invariant 7).
     /// Returns true if the entry is now unclaimed: the caller must finalize it.
     pub(crate) fn give_up_timer(&self) -> bool {
         // AcqRel: see "Orderings".
@@ -147,8 +147,9 @@ pub(crate) unsafe fn release(e: *const Entry) {
                     next = Some(entry.owner);
                 }
                 // Behaviour 14: nothing can observe this node any more, so its deadline
-                // keeps nothing. Winning the timer's CAS makes TIMER ours.
-                if timer::disarm(node.timer) {
+                // keeps nothing. A timer that we or a canceller stopped leaves TIMER to us
+                // (invariant 7): it goes with our count, in the one `fetch_sub` below.
+                if timer::disarm_last(node.timer) {
                     give_up |= TIMER;
                 }
                 true
@@ -161,18 +162,24 @@ pub(crate) unsafe fn release(e: *const Entry) {
         // LINKED as read: if a closer has cleared it since, the link is DETACHED and the mark
         // does nothing (a sweeper clears it only after a mark, and the owner's finalizer
         // only once the owner is dead, which our count on it, or our waiter's, prevents).
+        // A closer never clears an unmarked waiter's LINKED: it hands it to us.
         if mark && word & LINKED != 0 {
             // `e` is alive (our count) and sits in its owner's list or a detached chain (a
             // mark there finds DETACHED and does nothing). The owner is alive: a node holds
             // a count on it until this loop's next turn, a waiter's future or thread holds
             // a `Context` of it (invariant 5).
             // SAFETY: as just said, both are alive (the owner by invariant 5); we are pinned.
-            unsafe { (*entry.owner).node().mark(e, g) };
+            let walked = unsafe { (*entry.owner).node().mark(e, g) };
+            // A waiter a closer walked past unmarked: its LINKED is ours (invariant 3).
+            if walked && matches!(entry.kind, Kind::Waiter(_)) {
+                give_up |= LINKED;
+            }
         }
         // AcqRel: see "Orderings".
         let prev = entry.refs.fetch_sub(give_up, Ordering::AcqRel);
         if prev == give_up {
-            // SAFETY: count, LINKED and TIMER are all zero, the last two already before.
+            // SAFETY: count, LINKED and TIMER are all zero: LINKED and TIMER were given up
+            // before, or with our count.
             unsafe { finalize(e, g) };
         }
     }

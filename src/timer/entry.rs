@@ -12,10 +12,13 @@
 //! message, or by a disarmer that unlinks the entry from its shard before the driver took
 //! it, `shard.rs`). The timer holds no count on its node, only the node's TIMER claim
 //! (`list.rs` invariant 7): so a node whose handle was disarmed and whose contexts are gone
-//! dies at once, and its last holder disarms the timer (behaviour 14). Whoever wins the CAS
-//! owns TIMER and gives it up when done with the node: the driver after cancelling it
-//! (only if somebody still holds it: nobody else could observe the firing), a disarmer at
-//! once.
+//! dies at once, and its last holder disarms the timer (behaviour 14). The driver, if it
+//! wins the CAS, owns TIMER and gives it up after cancelling the node (only if somebody
+//! still holds it: nobody else could observe the firing). A disarmer that wins leaves
+//! TIMER to the node's last holder, who gives it up with its last count ([`disarm_last`]).
+//!
+//! Counting the entry's last release: a holder that reads a count of 1 is the last
+//! (counts never rise), so a plain Acquire load spares the `fetch_sub` then.
 //!
 //! Arming (system clock): the entry waits in its thread's shard until the driver sweeps it
 //! into the wheel (`shard.rs`). A disarm of a pending entry unlinks it; a disarm of an entry
@@ -295,10 +298,25 @@ impl TimerEntry {
     }
 }
 
+/// The node's last holder's side (`list::release`): stops `t` (null: no timer) if it is
+/// still armed, and says whether the node's TIMER claim is the caller's to give up with its
+/// last count: true if this call stopped the timer, or a canceller did before (a canceller
+/// leaves TIMER to the last holder: `list.rs` invariant 7); false if the timer fired (its
+/// firer gives TIMER up) or there is none.
+pub(crate) fn disarm_last(t: *const TimerEntry) -> bool {
+    if disarm(t) {
+        return true;
+    }
+    // SAFETY: the caller holds the node's last count, and the node a count on `t`.
+    // `disarm` saw the state settled (CANCELLED and FIRED are final), so this load reads
+    // the same final value (coherence).
+    !t.is_null() && unsafe { &*t }.state.load(Ordering::Acquire) == CANCELLED
+}
+
 /// The canceller's (or the last holder's) side: stops `t` (null: no timer) if it has not
 /// fired yet, and takes it away from whoever would fire it. Returns true if this call
-/// stopped it: the caller then owns the node's TIMER claim and must give it up
-/// (`Entry::give_up_timer`).
+/// stopped it. The node's TIMER claim then stays set, and the node's last holder gives it
+/// up ([`disarm_last`]).
 pub(crate) fn disarm(t: *const TimerEntry) -> bool {
     if t.is_null() {
         return false;
@@ -401,6 +419,15 @@ pub(crate) unsafe fn release_to(t: *const TimerEntry, returns: &mut super::recyc
 unsafe fn release_is_last(t: *const TimerEntry) -> bool {
     // SAFETY: our count keeps `t` alive.
     let entry = unsafe { &*t };
+    // A count of 1 is ours alone, and nobody can change it: counts never rise (two at
+    // birth, then only given back). So a plain load settles the common case (the node's
+    // finalizer after a disarm that gave the shard's count back) without a locked
+    // instruction. Acquire: it reads the other holder's Release give-back (the driver's
+    // `fetch_sub`, or the disarmer's store, ordered before us by the node's own claims),
+    // so its uses happen before the free, as with the `fetch_sub` below.
+    if entry.refs.load(Ordering::Acquire) == 1 {
+        return true;
+    }
     // Release/Acquire as in `Arc`: all uses happen before the free.
     let prev = entry.refs.fetch_sub(1, Ordering::Release);
     debug_assert!(prev != 0, "timer count released below zero");

@@ -29,7 +29,7 @@ pub(crate) mod driver;
 pub(crate) mod recycle;
 pub(crate) mod shard;
 
-pub(crate) use entry::{disarm, release, TimerEntry};
+pub(crate) use entry::{disarm, disarm_last, release, TimerEntry};
 
 use crate::list::Entry;
 
