@@ -48,10 +48,8 @@ MUTANTS = [
             // SAFETY: we walked `e` and own its LINKED (invariant 3); `next` was read."""),
     ("m19_waiter_handoff", "src/list/refs.rs",
      "a waiter's release does not take the LINKED the walk handed to it",
-     """            if walked && matches!(entry.kind, Kind::Waiter(_)) {
-                give_up |= LINKED;""",
-     """            if walked && matches!(entry.kind, Kind::Waiter(_)) {
-                give_up |= 0;"""),
+     """            Kind::Waiter(_) if marked == Marked::Walked => give_up |= LINKED,""",
+     """            Kind::Waiter(_) if marked == Marked::Walked => give_up |= 0,"""),
     ("m19_waiter_handoff", "src/list.rs",
      "the walk gives up a waiter's LINKED too, though it handed it to the waiter",
      """            waiter || kept

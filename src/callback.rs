@@ -251,7 +251,10 @@ impl AfterFunc {
         let guard = &epoch::pin();
         // SAFETY: `e` is live (our count), owned by `owner`, which the pending count we now
         // own keeps alive; we are pinned.
-        unsafe { (*owner).node().mark(e, guard) };
+        if unsafe { (*owner).node().mark(e, guard) } == list::Marked::Now {
+            // SAFETY: as above: our pending count keeps `owner` alive; we are pinned.
+            unsafe { list::count_mark(owner, guard) };
+        }
         // SAFETY: the claim gave us the pending counts on the entry and on the owner.
         unsafe {
             list::release(e);

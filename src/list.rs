@@ -17,9 +17,11 @@
 //!   does: it never searches for its predecessor, so leaving costs O(1) wherever the entry
 //!   sits (a server drops its oldest request as cheaply as its newest).
 //! - **sweep**: walk from the head and unlink every run of marked entries with one CAS. The
-//!   node counts marks since its last sweep (`garbage`) and how many live entries that sweep
-//!   kept (`kept`); the thread whose mark takes `garbage` past `kept / 2 + SWEEP_SLACK`
-//!   sweeps. A sweep costs O(kept + garbage) and happens at most once per
+//!   node counts marks since its last sweep (the GARBAGE bits of its `refs`: `list/refs.rs`)
+//!   and how many live entries that sweep kept (`kept`); the thread whose mark takes the
+//!   count past `kept / 2 + SWEEP_SLACK` sweeps. A departing child counts its mark in the
+//!   same CAS that gives back its count on the node, so counting costs it no locked
+//!   instruction of its own. A sweep costs O(kept + garbage) and happens at most once per
 //!   `kept / 2 + SWEEP_SLACK` marks, so removal is amortized O(1); dead entries waiting for a
 //!   sweep number at most half the live ones of the last sweep plus the slack, so when
 //!   every child is gone, at most a few dozen dead ones remain.
@@ -78,7 +80,9 @@
 //!   links rewritten before, Release so that a marker that later sees DETACHED also sees
 //!   that the closer owns the entry.
 //! - mark is AcqRel; unlinking CASes are AcqRel, failures Acquire (a retry reads the current
-//!   list). `garbage` and `kept` are Relaxed: they only schedule sweeps, never decide safety.
+//!   list). The GARBAGE bits and `kept` only schedule sweeps, never decide safety: `kept` is
+//!   Relaxed, and the GARBAGE bits move with whatever ordering the RMW on `refs` that moves
+//!   them needs for the count.
 //! - `refs`: see `list/refs.rs` ("Orderings"): increments Relaxed, decrements Release,
 //!   and the RMW that makes the word zero AcqRel, so every access through other claims
 //!   happens before the memory is reused.
@@ -102,7 +106,7 @@ use crate::node::Node;
 use crate::state;
 use crate::sync::epoch::{self, Atomic, Guard, Owned, Shared};
 use crate::sync::{AtomicU32, AtomicUsize, AtomicWaker, Ordering};
-use refs::{LINKED, TIMER};
+use refs::{GARBAGE, GARBAGE_CAP, GARBAGE_ONE, LINKED, TIMER};
 
 /// Tag on an entry's `next`: the entry is logically deleted.
 const DELETED: usize = 1;
@@ -204,13 +208,11 @@ pub(super) fn live_kind(kind: &Kind) -> Option<live::Counter> {
 /// close or its node's finalization, a second mark sweeps.
 const SWEEP_SLACK: u32 = if cfg!(loom) { 1 } else { 8 };
 
-/// The bookkeeping that schedules sweeps of a node's list. The list's head is the node's
-/// state word (`state.rs`): a live word is the address of the first entry.
+/// The bookkeeping that schedules sweeps of a node's list, besides the marks counted in
+/// its `refs` (GARBAGE). The list's head is the node's state word (`state.rs`): a live word
+/// is the address of the first entry.
 #[derive(Debug)]
 pub(crate) struct Listeners {
-    /// Marks since the last sweep (saturating arithmetic is not needed: a sweep resets it
-    /// long before it could wrap).
-    garbage: AtomicU32,
     /// Live entries the last sweep kept (capped at `u32::MAX`: it only schedules sweeps).
     kept: AtomicU32,
 }
@@ -219,9 +221,49 @@ impl Listeners {
     /// No marks yet.
     pub(crate) fn new() -> Self {
         Listeners {
-            garbage: AtomicU32::new(0),
             kept: AtomicU32::new(0),
         }
+    }
+
+    /// True if a list whose GARBAGE bits read `refs` is due for a sweep: past half the
+    /// last sweep's live count plus the slack, or past the cap of the GARBAGE bits (a list
+    /// of more than about 16 million live entries is swept every 8 million marks, not
+    /// every `kept / 2`).
+    #[inline]
+    pub(crate) fn sweep_due(&self, refs: usize) -> bool {
+        let marks = (refs & GARBAGE) / GARBAGE_ONE;
+        let due = (self.kept.load(Ordering::Relaxed) / 2 + SWEEP_SLACK) as usize;
+        marks > due.min(GARBAGE_CAP)
+    }
+}
+
+/// What [`Node::mark`] found on the entry's link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marked {
+    /// This call marked it: the caller counts the mark in the owner's GARBAGE bits.
+    Now,
+    /// A closer had walked past it (DETACHED): for a waiter, the caller owns its LINKED.
+    Walked,
+    /// It was marked before.
+    Before,
+}
+
+/// Counts one mark in `owner`'s list, and sweeps the list if that makes a sweep due.
+///
+/// # Safety
+///
+/// The caller holds a count on the live node entry `owner`, kept through the call
+/// (invariant 6), and is pinned with `guard`.
+pub(crate) unsafe fn count_mark(owner: *const Entry, guard: &Guard) {
+    // SAFETY: the caller's count keeps `owner` alive.
+    let o = unsafe { &*owner };
+    // Relaxed: it only schedules a sweep; an RMW keeps the count's release sequence.
+    let prev = o.refs.fetch_add(GARBAGE_ONE, Ordering::Relaxed);
+    let node = o.node();
+    if node.listeners.sweep_due(prev + GARBAGE_ONE) {
+        o.refs.fetch_and(!GARBAGE, Ordering::Relaxed);
+        // SAFETY: forwarded from our caller.
+        unsafe { node.sweep(guard) };
     }
 }
 
@@ -293,39 +335,36 @@ impl Node {
         }
     }
 
-    /// Marks `e` deleted (see "Algorithm") and sweeps if a sweep is due. Does nothing if `e`
-    /// was already marked or the list closed (the closer then owns it). Returns true if a
-    /// closer had walked past `e` already (its link was DETACHED): for a waiter, the caller
-    /// then owns its LINKED (invariant 3).
+    /// Marks `e` deleted (see "Algorithm"). Does nothing if `e` was already marked or the
+    /// list closed (the closer then owns it). A mark made [`Marked::Now`] must be counted
+    /// in the owner's GARBAGE bits ([`count_mark`], or a child's last release: `refs.rs`),
+    /// which is what schedules sweeps.
     ///
     /// # Safety
     ///
     /// `e` is a live entry of this node's list; the caller is pinned with `guard` and holds
     /// a count on this node (invariant 6).
-    pub(crate) unsafe fn mark(&self, e: *const Entry, guard: &Guard) -> bool {
+    pub(crate) unsafe fn mark(&self, e: *const Entry, guard: &Guard) -> Marked {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
         let old = entry.next.fetch_or(DELETED, Ordering::AcqRel, guard);
-        if old.tag() != 0 {
-            return old.tag() & DETACHED != 0;
+        if old.tag() & DETACHED != 0 {
+            Marked::Walked
+        } else if old.tag() != 0 {
+            Marked::Before
+        } else {
+            Marked::Now
         }
-        let l = &self.listeners;
-        let garbage = l.garbage.fetch_add(1, Ordering::Relaxed) + 1;
-        if garbage > l.kept.load(Ordering::Relaxed) / 2 + SWEEP_SLACK {
-            // SAFETY: forwarded from our caller.
-            unsafe { self.sweep(guard) };
-        }
-        false
     }
 
     /// Unlinks every run of marked entries (see "Algorithm") and finalizes what it frees.
+    /// The caller has reset the GARBAGE bits.
     ///
     /// # Safety
     ///
-    /// As for [`Node::mark`].
-    unsafe fn sweep(&self, guard: &Guard) {
+    /// The caller holds a count on this node (invariant 6) and is pinned with `guard`.
+    pub(crate) unsafe fn sweep(&self, guard: &Guard) {
         let l = &self.listeners;
-        l.garbage.store(0, Ordering::Relaxed);
         'retry: loop {
             let mut kept = 0;
             let head = self.state.head();
@@ -523,6 +562,31 @@ mod sweep_tests {
             cur = unsafe { cur.deref() }.next.load(Ordering::Acquire, guard);
         }
         n
+    }
+
+    /// Children leave through their last release, which counts the mark in the CAS that
+    /// gives back their count on the parent (the GARBAGE bits): sweeps keep the dead ones
+    /// bounded as for waiters.
+    #[test]
+    fn children_leaving_oldest_first_stay_bounded() {
+        let (parent, _handle) = crate::Context::background().with_cancel();
+        let node = parent.node_ref().expect("cancellable").node();
+        let (live_n, rounds) = (1000, 100_000);
+        let mut live: std::collections::VecDeque<_> =
+            (0..live_n).map(|_| parent.with_cancel()).collect();
+        let mut longest = 0;
+        for i in 0..rounds {
+            live.push_back(parent.with_cancel());
+            drop(live.pop_front());
+            if i % 100 == 0 {
+                longest = longest.max(list_len(node));
+            }
+        }
+        assert!(
+            longest <= live_n + live_n / 2 + 2 * SWEEP_SLACK as usize + 2,
+            "{longest} entries in the list of {live_n} live children"
+        );
+        assert!(longest > live_n, "the list held only the live children: no mark counted");
     }
 
     #[test]

@@ -6,9 +6,16 @@
 //!  bit(s)   name     held by
 //!  63       LINKED   the list, or the detached chain, that can still reach the entry
 //!  62       TIMER    a node's armed timer: the driver may still cancel the node
-//!  0..62    count    counted references: `Context` clones, the `CancelHandle`, linked live
+//!  38..62   GARBAGE  not a claim: marks in this node's own list since its last sweep
+//!                    (`list.rs`, "Algorithm"); ignored when deciding who finalizes
+//!  0..38    count    counted references: `Context` clones, the `CancelHandle`, linked live
 //!                    children, pending callbacks, a waiting future or thread
 //! ```
+//!
+//! GARBAGE shares the word with the count so that a child leaving its parent counts its
+//! mark in the CAS that gives back its count on the parent: one locked instruction where
+//! a separate counter cost two. (On 32-bit targets GARBAGE is bits 22..30 and the count
+//! bits 0..22.)
 //!
 //! The entry is finalized by whichever thread makes the whole word zero (invariant 4).
 //!
@@ -37,7 +44,8 @@
 //! - The last holder's `fetch_sub`, and every `fetch_and` that gives up LINKED or TIMER,
 //!   is AcqRel: Release for the same reason; Acquire for the thread that finalizes.
 
-use super::{grave, live_kind, Entry, Kind};
+use super::{grave, live_kind, Entry, Kind, Marked};
+use crate::list;
 use crate::live;
 use crate::sync::epoch::{self, Guard, Owned};
 use crate::sync::Ordering;
@@ -48,8 +56,19 @@ pub(super) const LINKED: usize = 1 << (usize::BITS - 1);
 /// Second bit of `refs`: a node's timer is armed, and its driver may still cancel it
 /// (invariant 7).
 pub(super) const TIMER: usize = 1 << (usize::BITS - 2);
+/// Width of the GARBAGE field.
+const GARBAGE_BITS: u32 = if usize::BITS >= 64 { 24 } else { 8 };
+/// One mark in the GARBAGE field of `refs`.
+pub(super) const GARBAGE_ONE: usize = 1 << (usize::BITS - 2 - GARBAGE_BITS);
+/// The GARBAGE field of `refs`: marks in the node's list since its last sweep.
+pub(super) const GARBAGE: usize = ((1 << GARBAGE_BITS) - 1) * GARBAGE_ONE;
+/// Marks after which a sweep is due whatever the list's length: half the field, so that
+/// marks counted by threads racing past the threshold cannot overflow it.
+pub(super) const GARBAGE_CAP: usize = 1 << (GARBAGE_BITS - 1);
+/// The claims of `refs`: all but GARBAGE. An entry whose claims are zero is finalized.
+const CLAIMS: usize = !GARBAGE;
 /// The count part of `refs`.
-pub(super) const COUNT: usize = !(LINKED | TIMER);
+pub(super) const COUNT: usize = !(LINKED | TIMER | GARBAGE);
 /// Counts beyond this are a leak of `mem::forget`ed handles; abort like `Arc` does.
 const MAX_COUNT: usize = COUNT >> 1;
 
@@ -71,24 +90,35 @@ impl Entry {
         self.refs.load(Ordering::Relaxed) & COUNT != 0
     }
 
-    /// Gives up one count unless it is the last: `None` if it did; else the caller holds
-    /// the last count (which it still holds) and gets the word it read.
+    /// Gives up one count unless it is the last, counting one mark in this node's list if
+    /// `marked` (a child of it that marked itself: `list.rs`).
+    ///
+    /// - `Released`: the count is given up (and the mark counted).
+    /// - `Sweep`: the mark made a sweep due; the GARBAGE bits are reset and the caller
+    ///   still holds its count: it sweeps, then gives the count up.
+    /// - `Last(word)`: the caller holds the last count (still held), `word` as read. A mark
+    ///   is not counted: the node is leaving, and its finalization frees its whole list.
     #[inline]
-    fn release_unless_last(&self) -> Option<usize> {
+    fn release_unless_last(&self, marked: bool) -> Release {
         let mut cur = self.refs.load(Ordering::Relaxed);
         loop {
             debug_assert!(cur & COUNT != 0, "entry count released below zero");
             if cur & COUNT == 1 {
-                return Some(cur);
+                return Release::Last(cur);
             }
+            let sweep = marked && self.node().listeners.sweep_due(cur + GARBAGE_ONE);
+            let new = match (marked, sweep) {
+                (false, _) => cur - 1,
+                (true, false) => cur - 1 + GARBAGE_ONE,
+                (true, true) => cur & !GARBAGE,
+            };
             // Release: see "Orderings".
-            match self.refs.compare_exchange_weak(
-                cur,
-                cur - 1,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return None,
+            match self
+                .refs
+                .compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) if sweep => return Release::Sweep,
+                Ok(_) => return Release::Released,
                 Err(now) => cur = now,
             }
         }
@@ -100,8 +130,15 @@ impl Entry {
         // AcqRel: see "Orderings".
         let prev = self.refs.fetch_and(!TIMER, Ordering::AcqRel);
         debug_assert!(prev & TIMER != 0, "TIMER given up twice");
-        prev == TIMER
+        prev & CLAIMS == TIMER
     }
+}
+
+/// What [`Entry::release_unless_last`] did.
+enum Release {
+    Released,
+    Sweep,
+    Last(usize),
 }
 
 /// Frees an entry that was allocated but never published to any list or other thread.
@@ -127,13 +164,24 @@ pub(crate) unsafe fn free_unpublished(e: *const Entry) {
 ///
 /// The caller owns one counted reference to the live entry `e` and gives it up.
 pub(crate) unsafe fn release(e: *const Entry) {
-    let mut next = Some(e);
+    // The entry to release, and whether a child of it marked itself in its list (then
+    // counted with the release: see the module docs).
+    let mut next = Some((e, false));
     let mut guard: Option<Guard> = None;
-    while let Some(e) = next.take() {
+    while let Some((e, marked)) = next.take() {
         // SAFETY: we hold a counted reference, so `e` is live.
         let entry = unsafe { &*e };
-        let Some(word) = entry.release_unless_last() else {
-            return;
+        let word = match entry.release_unless_last(marked) {
+            Release::Released => return,
+            Release::Sweep => {
+                let g = guard.get_or_insert_with(epoch::pin);
+                // SAFETY: we still hold our count on the node `e` (a mark is counted only
+                // for an owner, a node), and we are pinned.
+                unsafe { entry.node().sweep(g) };
+                next = Some((e, false));
+                continue;
+            }
+            Release::Last(word) => word,
         };
         // The last count is ours: `e` stays alive until the `fetch_sub` below.
         if let Some(c) = live_kind(&entry.kind) {
@@ -143,9 +191,6 @@ pub(crate) unsafe fn release(e: *const Entry) {
         let mut give_up = 1;
         let mark = match &entry.kind {
             Kind::Node(node) => {
-                if !entry.owner.is_null() {
-                    next = Some(entry.owner);
-                }
                 // Behaviour 14: nothing can observe this node any more, so its deadline
                 // keeps nothing. A timer that we or a canceller stopped leaves TIMER to us
                 // (invariant 7): it goes with our count, in the one `fetch_sub` below.
@@ -163,21 +208,32 @@ pub(crate) unsafe fn release(e: *const Entry) {
         // does nothing (a sweeper clears it only after a mark, and the owner's finalizer
         // only once the owner is dead, which our count on it, or our waiter's, prevents).
         // A closer never clears an unmarked waiter's LINKED: it hands it to us.
-        if mark && word & LINKED != 0 {
+        let marked = if mark && word & LINKED != 0 {
             // `e` is alive (our count) and sits in its owner's list or a detached chain (a
             // mark there finds DETACHED and does nothing). The owner is alive: a node holds
             // a count on it until this loop's next turn, a waiter's future or thread holds
             // a `Context` of it (invariant 5).
             // SAFETY: as just said, both are alive (the owner by invariant 5); we are pinned.
-            let walked = unsafe { (*entry.owner).node().mark(e, g) };
-            // A waiter a closer walked past unmarked: its LINKED is ours (invariant 3).
-            if walked && matches!(entry.kind, Kind::Waiter(_)) {
-                give_up |= LINKED;
+            unsafe { (*entry.owner).node().mark(e, g) }
+        } else {
+            Marked::Before
+        };
+        match &entry.kind {
+            // The mark is counted when our count on the owner goes, next turn.
+            Kind::Node(_) if !entry.owner.is_null() => {
+                next = Some((entry.owner, marked == Marked::Now));
             }
+            // A waiter holds no count on its owner (its future's `Context` does, and
+            // keeps it through this call): the mark is counted on its own.
+            // SAFETY: the owner is alive and holds that count (see above); pinned.
+            Kind::Waiter(_) if marked == Marked::Now => unsafe { list::count_mark(entry.owner, g) },
+            // A waiter a closer walked past unmarked: its LINKED is ours (invariant 3).
+            Kind::Waiter(_) if marked == Marked::Walked => give_up |= LINKED,
+            _ => {}
         }
         // AcqRel: see "Orderings".
         let prev = entry.refs.fetch_sub(give_up, Ordering::AcqRel);
-        if prev == give_up {
+        if prev & CLAIMS == give_up {
             // SAFETY: count, LINKED and TIMER are all zero: LINKED and TIMER were given up
             // before, or with our count.
             unsafe { finalize(e, g) };
@@ -197,14 +253,14 @@ pub(crate) unsafe fn unlink_done(e: *const Entry, guard: &Guard) {
     // A word of LINKED alone cannot change but by us: no count can rise from zero and TIMER
     // is never set again (invariant 4), so a plain load settles the common case without a
     // locked instruction.
-    let prev = if entry.refs.load(Ordering::Acquire) == LINKED {
+    let prev = if entry.refs.load(Ordering::Acquire) & CLAIMS == LINKED {
         LINKED
     } else {
         // AcqRel: see "Orderings".
         entry.refs.fetch_and(!LINKED, Ordering::AcqRel)
     };
     debug_assert!(prev & LINKED != 0);
-    if prev == LINKED {
+    if prev & CLAIMS == LINKED {
         // SAFETY: every claim is gone, the last one by us.
         unsafe { finalize(e, guard) };
     }
@@ -235,7 +291,7 @@ pub(crate) unsafe fn finalize(e: *const Entry, guard: &Guard) {
                 let after = x.next.load(Ordering::Acquire, guard);
                 // AcqRel: see "Orderings".
                 let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
-                if prev == LINKED {
+                if prev & CLAIMS == LINKED {
                     if next.is_none() {
                         next = Some(cur.as_raw());
                     } else {
