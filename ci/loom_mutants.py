@@ -60,9 +60,9 @@ MUTANTS = [
     ("m02_drop_child_vs_cancel", "src/list/refs.rs",
      "finalizing a dead node does not finalize the dead entries left in its list",
      """                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel);
-                if prev == LINKED {""",
+                if prev & CLAIMS == LINKED {""",
      """                let prev = x.refs.fetch_and(!LINKED, Ordering::AcqRel) | 1;
-                if prev == LINKED {"""),
+                if prev & CLAIMS == LINKED {"""),
     ("m03_child_vs_parent_cancel", "src/state.rs",
      "first-cancel-wins as load-then-store instead of a CAS",
      """            match self
