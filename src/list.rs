@@ -586,7 +586,10 @@ mod sweep_tests {
             longest <= live_n + live_n / 2 + 2 * SWEEP_SLACK as usize + 2,
             "{longest} entries in the list of {live_n} live children"
         );
-        assert!(longest > live_n, "the list held only the live children: no mark counted");
+        assert!(
+            longest > live_n,
+            "the list held only the live children: no mark counted"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! A server derives every request from one cancellable root, from every worker thread at
 //! once. Under an ordinary parent each derive and each drop writes the parent's cache line
-//! about four times (the push on its list head, its count up and down, the sweep counter),
-//! so that line crosses cores on every request. [`Context::with_cancel_shared`] makes a
+//! three times (the push on its list head, its count up, and its count down with the
+//! child's mark counted in it), so that line crosses cores on every request. [`Context::with_cancel_shared`] makes a
 //! root whose children register elsewhere:
 //!
 //! - The root P gets `K` *stripes* S_0..S_{K-1} (a power of two from the number of CPUs,
@@ -11,8 +11,8 @@
 //!   count on P (`list.rs` invariant 5). A stripe has no handle and no deadline of its own;
 //!   its only source is P (`inert.rs`).
 //! - A derive from P on a thread links the new child under that thread's stripe (threads
-//!   take stripe numbers round-robin on first use). The push, the count and the sweep
-//!   counter it writes are the stripe's, on the stripe's own cache line; of P it only reads
+//!   take stripe numbers round-robin on first use). The push, the count and the count of
+//!   marks it writes are the stripe's, on the stripe's own cache line; of P it only reads
 //!   the state word, so with up to `K` deriving threads no cache line is written by every
 //!   derive.
 //! - The stripes ride in P's value table V as a hidden value (as a clock does), with P's
