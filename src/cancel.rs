@@ -127,6 +127,13 @@ pub(crate) fn cancel_catching(e: *const Entry, word: usize) -> Result<bool, Pani
             return Ok(false);
         }
     };
+    if chain == 0 {
+        // A leaf (the common case: a request's own context): nothing to walk, so no
+        // callback can run and nothing needs the walk's bookkeeping.
+        disarm_timer(entry);
+        node.state.mark_walked(word);
+        return Ok(true);
+    }
     let walking = Walking::enter();
     let may_wait = walking.outermost;
     disarm_timer(entry);

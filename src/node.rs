@@ -139,6 +139,13 @@ impl NodeRef {
 
     /// Cancels the node with `reason` and `cause`; false if it was already done.
     pub(crate) fn cancel(&self, reason: Error, cause: Option<crate::error::Cause>) -> bool {
+        // Done and walked already (a second cancel, or a handle dropped after its cancel):
+        // nothing to win and nothing to wait for. The Acquire load pairs with the winner's
+        // `mark_walked`, so every descendant's DONE is visible when we return (behaviour
+        // 2), as after `cancel`'s own wait.
+        if state::is_walked_done(self.node().state.load()) {
+            return false;
+        }
         cancel(self.as_ptr(), state::done_word(reason, cause))
     }
 }

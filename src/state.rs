@@ -82,6 +82,13 @@ pub(crate) fn is_done(word: usize) -> bool {
     word & DONE != 0
 }
 
+/// True if `word` says done and walked: the winning canceller has made every descendant
+/// done (a never-done word has WALKED's bit without DONE, and is not this).
+#[inline]
+pub(crate) fn is_walked_done(word: usize) -> bool {
+    word & (DONE | WALKED) == DONE | WALKED
+}
+
 /// True if `word` is a list head: the node is neither done nor never-done.
 #[inline]
 pub(crate) fn is_open(word: usize) -> bool {
