@@ -144,10 +144,12 @@ MUTANTS = [
         entry.give_up_timer();
     }
 }"""),
-    ("m13_fire_vs_last_drop", "src/timer/entry.rs",
-     "the timer entry's last-count shortcut takes a count of 2 for the last",
-     """    if entry.refs.load(Ordering::Acquire) == 1 {""",
-     """    if entry.refs.load(Ordering::Acquire) <= 2 {"""),
+    ("m18_timer_shard", "src/timer/entry.rs",
+     "the timer entry's last holder, reading a count of 1, does not free it (a leak)",
+     """    if entry.refs.load(Ordering::Acquire) == 1 {
+        return true;""",
+     """    if entry.refs.load(Ordering::Acquire) == 1 {
+        return false;"""),
     ("m09_cause_vs_cancel", "src/state.rs",
      "cause published by a second step after DONE (CAS the flags, then fetch_or the pointer)",
      """                .compare_exchange(current, word, Ordering::SeqCst, Ordering::Acquire)
@@ -161,8 +163,8 @@ MUTANTS = [
                 }"""),
     ("m10_values_published", "src/value.rs",
      "with_value builds the new table without the parent's entries",
-     """        let (len, slots) = table_with(parent.map(ValueRef::head), own, id);""",
-     """        let (len, slots) = table_with(None, own, id);"""),
+     """        Some(p) => (unsafe { p.slots.inline }, p.len as usize),""",
+     """        Some(_) => ([EMPTY; INLINE_TYPES], 0),"""),
     ("m11_grandchild_duel", "src/cancel.rs",
      "a walk skips a child found done elsewhere instead of waiting for its WALKED",
      """            Err(now) if may_wait && state::is_done(now) && now & state::WALKED == 0 => {""",
