@@ -89,6 +89,7 @@ impl Node {
     /// Gives back the node's count on its timer entry. Called once, when the node is
     /// finalized (not when the epoch frees its memory, which may be much later): after
     /// finalization nobody cancels the node, so nobody reads `timer` again.
+    #[inline]
     pub(crate) fn release_timer(&self) {
         if !self.timer.is_null() {
             // SAFETY: the node owns one count of its timer entry, given back exactly here.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The engine's hot paths before and after a change, in one run: the same criterion benches
 # (child derive+cancel+drop, timeout child, is_done/check, the contended shared-root row,
-# waking 1,000 futures)
+# waking 1,000 futures, with_value + drop at depths 1, 8 and 64)
 # built from two commits, run in interleaved rounds on this machine; prints the median
 # ratio after/before per bench.
 #
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 before="${1:-8acaa13}"
 rounds="${2:-3}"
-filter='^(child|timeout_child)/ctxcore$|^check(_done)?/ctxcore$|^contended.*ctxcore|^wake/futures1000/ctxcore$'
+filter='^(child|timeout_child)/ctxcore$|^check(_done)?/ctxcore$|^contended.*ctxcore|^wake/futures1000/ctxcore$|^with_value(_mixed)?/ctxcore/'
 old="target/before-tree"
 rm -rf "$old"
 git worktree add -f "$old" "$before" >/dev/null 2>&1
@@ -18,7 +18,7 @@ trap 'git worktree remove --force "$old" >/dev/null 2>&1 || true' EXIT
 run() { # dir label round
   # A long bench name is printed on a line of its own, before its "time:" line: join them.
   (cd "$1" && CARGO_TARGET_DIR="$PWD/../../target/ba-$2" cargo bench -q --bench child \
-      --bench check --bench contended --bench wake -- --warm-up-time 0.3 \
+      --bench check --bench contended --bench wake --bench values -- --warm-up-time 0.3 \
       --measurement-time 1.0 --noplot "$filter" 2>/dev/null) \
       | awk '/time:/ { if ($1 == "time:") print name " " $0; else print; next }
              /^[^ ]/ && !/^Benchmarking/ { name = $1 }' \
