@@ -9,6 +9,7 @@
 # Needs valgrind (apt-get install valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/engine/program.sh
 before="${1:-8acaa13}"
 cycles="${2:-200000}"
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 1; }
@@ -22,20 +23,7 @@ trap 'git worktree remove --force "$old" >/dev/null 2>&1 || true' EXIT
 
 # prog DIR CRATE_PATH: a binary crate at DIR depending on ctxcore at CRATE_PATH.
 prog() {
-  mkdir -p "$1/src"
-  cat >"$1/Cargo.toml" <<EOF
-[package]
-name = "cycles"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-ctxcore = { path = "$2" }
-[profile.release]
-debug = true
-[workspace]
-EOF
-  cat >"$1/src/main.rs" <<'EOF'
+  program "$1" "$2" cycles <<'EOF'
 use std::hint::black_box;
 use std::time::Duration;
 fn main() {
@@ -64,7 +52,6 @@ fn main() {
     assert_eq!(done, expect, "{kind}: {done} of {n} cycles ended done");
 }
 EOF
-  (cd "$1" && CARGO_TARGET_DIR="$1/target" cargo build -q --release)
 }
 
 # count BIN KIND N: total instructions of one run.

@@ -11,11 +11,13 @@
 # 1 h + cancel + drop, 200,000 times), wake (1,000 pending done() futures woken by one
 # cancel, 20 times; per future). Needs valgrind (apt-get install valgrind).
 #
-# Under callgrind one thread runs at a time, so the timer thread seldom gets to sweep and
-# an arm often finds it idle and unparks it (an `xchg` in `submit_arm`): natively that is
-# rare (`strace -f -c -e trace=futex` of 1,000,000 timeout cycles counted 70 futex calls).
+# Under callgrind one thread runs at a time: in some runs the timer thread seldom gets to
+# sweep, so every arm finds it idle and unparks it (one more `xchg` per timeout cycle, in
+# `submit_arm`); in others 3% of the arms do. Natively it is rare: `strace -f -c -e
+# trace=futex` of 1,000,000 timeout cycles counted 70 futex calls.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/engine/program.sh
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 1; }
 root="$PWD"
 work="$root/target/locked"
@@ -24,20 +26,7 @@ mkdir -p "$work"
 
 # prog DIR CRATE_PATH: the counting program at DIR, on ctxcore at CRATE_PATH.
 prog() {
-  mkdir -p "$1/src"
-  cat >"$1/Cargo.toml" <<TOML
-[package]
-name = "locked"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-ctxcore = { path = "$2" }
-[profile.release]
-debug = true
-[workspace]
-TOML
-  cat >"$1/src/main.rs" <<'RUST'
+  program "$1" "$2" locked <<'RUST'
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
@@ -102,7 +91,6 @@ fn main() {
     }
 }
 RUST
-  (cd "$1" && CARGO_TARGET_DIR="$1/target" cargo build -q --release)
 }
 
 # count LABEL BIN: every operation's locked instructions.
