@@ -17,7 +17,8 @@
 //! a separate counter cost two. (On 32-bit targets GARBAGE is bits 22..30 and the count
 //! bits 0..22.)
 //!
-//! The entry is finalized by whichever thread makes the whole word zero (invariant 4).
+//! The entry is finalized by whichever thread makes the claims (every bit but GARBAGE)
+//! zero (invariant 4).
 //!
 //! # Releasing the last count
 //!
