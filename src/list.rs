@@ -48,8 +48,9 @@
 //!    mark sees DETACHED and the owner clears it. This spares the walk one locked
 //!    instruction per waiter.
 //! 4. An entry is finalized by whichever thread makes the claims of its `refs` zero (count,
-//!    LINKED and TIMER; the GARBAGE bits are no claim); the count never rises from zero (new references are only cloned from live
-//!    ones), and TIMER is never set again once cleared.
+//!    LINKED and TIMER; the GARBAGE bits are no claim); the count never rises from zero
+//!    (new references are only cloned from live ones), and TIMER is never set again once
+//!    cleared.
 //! 5. A *live* node entry (count above zero) with an owner holds one count on that owner; it
 //!    gives it back when its own count reaches zero, after marking itself (the last holder
 //!    marks *before* its last decrement: `list/refs.rs`). A dead node waiting in a list for
