@@ -3,8 +3,8 @@
 //! A server derives every request from one cancellable root, from every worker thread at
 //! once. Under an ordinary parent each derive and each drop writes the parent's cache line
 //! three times (the push on its list head, its count up, and its count down with the
-//! child's mark counted in it), so that line crosses cores on every request. [`Context::with_cancel_shared`] makes a
-//! root whose children register elsewhere:
+//! child's mark counted in it), so that line crosses cores on every request.
+//! [`Context::with_cancel_shared`] makes a root whose children register elsewhere:
 //!
 //! - The root P gets `K` *stripes* S_0..S_{K-1} (a power of two from the number of CPUs,
 //!   2 to 64): hidden child nodes of P, linked in P's list like any child, each holding a
