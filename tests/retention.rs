@@ -365,3 +365,57 @@ fn disarm_racing_stop_and_cancel_loses_nothing() {
     }
     ctxcore::live::wait_for_baseline(&base, common::SOON).expect("nothing retained");
 }
+
+/// The walk hands a waiter's LINKED to its future when it reaches the waiter first, and
+/// keeps it when the future's drop marked the waiter first (`list.rs` invariant 3). Futures
+/// dropped, or polled to the end, while another thread's cancel walks them: in every round
+/// each waiter entry is finalized once (no entry left in memory, none freed twice) and no
+/// clone of the task's waker is kept.
+#[test]
+fn futures_leaving_while_a_cancel_wakes_them_leave_nothing() {
+    let _leaks = common::leak_check();
+    let task = Shared::new(Task::default());
+    let waker = task.waker();
+    let base = Shared::strong_count(&task);
+    let memory = ctxcore::live::entries_in_memory();
+    let before = ctxcore::live::snapshot();
+    let rounds = if cfg!(miri) { 20 } else { 2_000 };
+    for round in 0..rounds {
+        let (ctx, handle) = Context::background().with_cancel();
+        let mut futs: Vec<_> = (0..16).map(|_| Box::pin(ctx.done_owned())).collect();
+        for f in &mut futs {
+            assert!(common::poll_once(f, &waker).is_pending());
+        }
+        let go = SpinBarrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                go.wait();
+                handle.cancel();
+            });
+            go.wait();
+            for (i, mut f) in futs.drain(..).enumerate() {
+                if (i + round) % 2 == 0 {
+                    drop(f); // may race the walk at this very entry
+                } else {
+                    let start = Instant::now();
+                    while common::poll_once(&mut f, &waker).is_pending() {
+                        assert!(
+                            start.elapsed() < Duration::from_secs(10),
+                            "a future of a cancelled context never became ready"
+                        );
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        });
+        assert!(ctx.is_done());
+    }
+    assert_eq!(Shared::strong_count(&task), base, "a waker clone was kept");
+    ctxcore::live::wait_for_baseline(&before, Duration::from_secs(10)).expect("no waiter left");
+    let retained = ctxcore::live::entries_in_memory() - memory;
+    assert!(
+        retained < 64 || !common::isolated(),
+        "{retained} entries of {} waiters still in memory",
+        rounds * 16
+    );
+}
