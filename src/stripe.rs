@@ -119,13 +119,20 @@ fn stripe_count() -> usize {
     if cfg!(loom) {
         return 2;
     }
-    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *COUNT.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(2, 64)
-            .next_power_of_two()
-    })
+    // Computed once per thread that finds it unset: every thread computes the same value,
+    // so a plain atomic (0: not yet) needs no `Once`, and ThreadSanitizer, which does not
+    // see the synchronization inside the precompiled std's `OnceLock`, sees this one.
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.load(std::sync::atomic::Ordering::Relaxed);
+    if n != 0 {
+        return n;
+    }
+    let n = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 64)
+        .next_power_of_two();
+    COUNT.store(n, std::sync::atomic::Ordering::Relaxed);
+    n
 }
 
 /// Stripe numbers handed to threads, round-robin.

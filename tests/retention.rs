@@ -386,28 +386,30 @@ fn futures_leaving_while_a_cancel_wakes_them_leave_nothing() {
         for f in &mut futs {
             assert!(common::poll_once(f, &waker).is_pending());
         }
-        let go = SpinBarrier::new(2);
-        std::thread::scope(|s| {
-            s.spawn(|| {
+        let go = std::sync::Arc::new(SpinBarrier::new(2));
+        let canceller = {
+            let go = go.clone();
+            std::thread::spawn(move || {
                 go.wait();
                 handle.cancel();
-            });
-            go.wait();
-            for (i, mut f) in futs.drain(..).enumerate() {
-                if (i + round) % 2 == 0 {
-                    drop(f); // may race the walk at this very entry
-                } else {
-                    let start = Instant::now();
-                    while common::poll_once(&mut f, &waker).is_pending() {
-                        assert!(
-                            start.elapsed() < Duration::from_secs(10),
-                            "a future of a cancelled context never became ready"
-                        );
-                        std::hint::spin_loop();
-                    }
+            })
+        };
+        go.wait();
+        for (i, mut f) in futs.drain(..).enumerate() {
+            if (i + round) % 2 == 0 {
+                drop(f); // may race the walk at this very entry
+            } else {
+                let start = Instant::now();
+                while common::poll_once(&mut f, &waker).is_pending() {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "a future of a cancelled context never became ready"
+                    );
+                    std::hint::spin_loop();
                 }
             }
-        });
+        }
+        canceller.join().unwrap();
         assert!(ctx.is_done());
     }
     assert_eq!(Shared::strong_count(&task), base, "a waker clone was kept");
