@@ -119,9 +119,9 @@ fn stripe_count() -> usize {
     if cfg!(loom) {
         return 2;
     }
-    // Computed once per thread that finds it unset: every thread computes the same value,
-    // so a plain atomic (0: not yet) needs no `Once`, and ThreadSanitizer, which does not
-    // see the synchronization inside the precompiled std's `OnceLock`, sees this one.
+    // Any thread that finds it unset computes it; all compute the same value, so a plain
+    // atomic (0: not yet) needs no `Once`, and ThreadSanitizer, which does not see the
+    // synchronization inside the precompiled std's `OnceLock`, sees this one.
     static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNT.load(std::sync::atomic::Ordering::Relaxed);
     if n != 0 {

@@ -28,23 +28,27 @@ fn futures_leaving_while_the_walk_wakes_them_free_once() {
             let cx = &mut std::task::Context::from_waker(&waker);
             let mut dropped = Box::pin(c.done());
             let mut polled = Box::pin(c.done());
-            let first = dropped.as_mut().poll(cx).is_ready();
-            let second = polled.as_mut().poll(cx).is_ready();
+            // Each registers (or finds the context done already).
+            let _ = dropped.as_mut().poll(cx);
+            let polled_ready = polled.as_mut().poll(cx).is_ready();
             // Leaves while the walk may be at its entry, before or after it.
             drop(dropped);
-            if !second {
+            if !polled_ready {
                 // Pending or ready, then leaves.
                 let _ = polled.as_mut().poll(cx);
             }
             drop(polled);
-            let _ = first;
         });
         handle.cancel();
         t.join().unwrap();
         drop(ctx);
         vec![Box::new(move || {
             // Every waker clone the entries held is gone: only ours is left.
-            assert_eq!(Arc::strong_count(&kept), 1, "a waker clone outlived its future");
+            assert_eq!(
+                Arc::strong_count(&kept),
+                1,
+                "a waker clone outlived its future"
+            );
         })]
     });
 }
