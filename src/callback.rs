@@ -20,7 +20,7 @@ use crate::list::{self, Entry, Kind};
 use crate::live;
 use crate::node::NodeRef;
 use crate::state;
-use crate::sync::{epoch, AtomicU8, Ordering, UnsafeCell};
+use crate::sync::{AtomicU8, Ordering, UnsafeCell};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -248,12 +248,11 @@ impl AfterFunc {
         };
         drop(f);
         let owner = entry.owner();
-        let guard = &epoch::pin();
         // SAFETY: `e` is live (our count), owned by `owner`, which the pending count we now
-        // own keeps alive; we are pinned.
-        if unsafe { (*owner).node().mark(e, guard) } == list::Marked::Now {
-            // SAFETY: as above: our pending count keeps `owner` alive; we are pinned.
-            unsafe { list::count_mark(owner, guard) };
+        // own keeps alive.
+        if unsafe { (*owner).node().mark(e) } == list::Marked::Now {
+            // SAFETY: as above: our pending count keeps `owner` alive.
+            unsafe { list::count_mark(owner) };
         }
         // SAFETY: the claim gave us the pending counts on the entry and on the owner.
         unsafe {

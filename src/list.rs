@@ -90,9 +90,11 @@
 //!
 //! # Reclamation
 //!
-//! Finalized entries go to the epoch (batched: `list/grave.rs`): a marker, sweeper or
-//! closer that still holds a pointer to an entry is pinned, so the memory outlives every
-//! such pointer.
+//! Finalized entries go to the epoch (batched: `list/grave.rs`): a sweeper or closer that
+//! still holds a pointer to an entry it holds no claim on is pinned, so the memory outlives
+//! every such pointer. A marker is not pinned: it touches only its own entry, which its
+//! count keeps, and its owner, which invariant 5 keeps (so a child's last release pins only
+//! when it sweeps or finalizes: `list/refs.rs`, "Pinning").
 
 mod grave;
 #[cfg(not(loom))]
@@ -254,8 +256,8 @@ pub(crate) enum Marked {
 /// # Safety
 ///
 /// The caller holds a count on the live node entry `owner`, kept through the call
-/// (invariant 6), and is pinned with `guard`.
-pub(crate) unsafe fn count_mark(owner: *const Entry, guard: &Guard) {
+/// (invariant 6). It pins only if it sweeps.
+pub(crate) unsafe fn count_mark(owner: *const Entry) {
     // SAFETY: the caller's count keeps `owner` alive.
     let o = unsafe { &*owner };
     // Relaxed: it only schedules a sweep; an RMW keeps the count's release sequence.
@@ -263,8 +265,8 @@ pub(crate) unsafe fn count_mark(owner: *const Entry, guard: &Guard) {
     let node = o.node();
     if node.listeners.sweep_due(prev + GARBAGE_ONE) {
         o.refs.fetch_and(!GARBAGE, Ordering::Relaxed);
-        // SAFETY: forwarded from our caller.
-        unsafe { node.sweep(guard) };
+        // SAFETY: forwarded from our caller; pinned for the sweep.
+        unsafe { node.sweep(&epoch::pin()) };
     }
 }
 
@@ -343,12 +345,17 @@ impl Node {
     ///
     /// # Safety
     ///
-    /// `e` is a live entry of this node's list; the caller is pinned with `guard` and holds
-    /// a count on this node (invariant 6).
-    pub(crate) unsafe fn mark(&self, e: *const Entry, guard: &Guard) -> Marked {
+    /// `e` is a live entry of this node's list (the caller holds a count on it, or its
+    /// pending count), and the caller holds a count on this node (invariant 6). No pin is
+    /// needed: the mark reads no entry but `e`, whose memory that count keeps.
+    pub(crate) unsafe fn mark(&self, e: *const Entry) -> Marked {
         // SAFETY: the caller guarantees `e` is live.
         let entry = unsafe { &*e };
-        let old = entry.next.fetch_or(DELETED, Ordering::AcqRel, guard);
+        // SAFETY: the unprotected guard only types the returned link, which is compared by
+        // its tag and never dereferenced.
+        let old = entry
+            .next
+            .fetch_or(DELETED, Ordering::AcqRel, unsafe { epoch::unprotected() });
         if old.tag() & DETACHED != 0 {
             Marked::Walked
         } else if old.tag() != 0 {

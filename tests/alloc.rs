@@ -118,7 +118,9 @@ fn allocations_per_cycle(cycle: impl Fn()) -> f64 {
 fn derive_cancel_drop_in_a_loop_reuses_entry_memory() {
     // Dead entries reach the epoch in batches and come back to this thread's pool
     // (list/pool.rs): after a warm-up, a derive + cancel + drop cycle takes its entry from
-    // there, not from the allocator (the epoch's own bags are the rare exception).
+    // there, not from the allocator. The epoch's own bags are the exception: one per 128
+    // dead entries (list/grave.rs flushes by the amount of garbage), 0.008 per cycle.
+    // Without that flush, collection follows the rarer pins and this reads 0.11.
     let (parent, _ph) = Context::background().with_cancel();
     let per_op = allocations_per_cycle(|| {
         let (c, h) = parent.with_cancel();
@@ -126,7 +128,7 @@ fn derive_cancel_drop_in_a_loop_reuses_entry_memory() {
         assert!(c.is_done());
     });
     assert!(
-        per_op < 0.1,
+        per_op < 0.05,
         "{per_op} allocations per derive + cancel + drop"
     );
 }
@@ -142,7 +144,7 @@ fn a_deadline_cycle_reuses_its_node_and_timer_entry() {
         h.cancel();
         assert!(ctx.is_done());
     });
-    assert!(per_op < 0.1, "{per_op} allocations per deadline cycle");
+    assert!(per_op < 0.05, "{per_op} allocations per deadline cycle");
 }
 
 #[test]
