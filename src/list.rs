@@ -353,9 +353,8 @@ impl Node {
         let entry = unsafe { &*e };
         // SAFETY: the unprotected guard only types the returned link, which is compared by
         // its tag and never dereferenced.
-        let old = entry
-            .next
-            .fetch_or(DELETED, Ordering::AcqRel, unsafe { epoch::unprotected() });
+        let unprotected = unsafe { epoch::unprotected() };
+        let old = entry.next.fetch_or(DELETED, Ordering::AcqRel, unprotected);
         if old.tag() & DETACHED != 0 {
             Marked::Walked
         } else if old.tag() != 0 {
