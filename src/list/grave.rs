@@ -28,12 +28,16 @@ use crate::sync::Ordering;
 pub(super) const BATCH: usize = 32;
 /// Deferred chains after which the thread flushes its epoch bag and collects.
 const FLUSH_EVERY: usize = 4;
+/// Entries buried between two flushes (a power of two).
+const FLUSH_PERIOD: usize = BATCH * FLUSH_EVERY;
+const _: () = assert!(FLUSH_PERIOD.is_power_of_two());
 
 #[cfg(not(loom))]
 struct Grave {
     head: std::cell::Cell<*const Entry>,
-    len: std::cell::Cell<usize>,
-    chains: std::cell::Cell<usize>,
+    /// Entries this thread has buried (wrapping); the last `buried % BATCH` of them are
+    /// in `head`'s chain.
+    buried: std::cell::Cell<usize>,
 }
 
 #[cfg(not(loom))]
@@ -53,8 +57,7 @@ std::thread_local! {
     static GRAVE: Grave = const {
         Grave {
             head: std::cell::Cell::new(std::ptr::null()),
-            len: std::cell::Cell::new(0),
-            chains: std::cell::Cell::new(0),
+            buried: std::cell::Cell::new(0),
         }
     };
 }
@@ -73,16 +76,15 @@ pub(super) unsafe fn bury(e: *const Entry, guard: &Guard) {
                 .refs
                 .store(g.head.get() as usize, Ordering::Relaxed);
             g.head.set(e);
-            g.len.set(g.len.get() + 1);
-            if g.len.get() == BATCH {
-                g.len.set(0);
+            // Wraps at a multiple of FLUSH_PERIOD (a power of two), so the period holds.
+            let n = g.buried.get().wrapping_add(1);
+            g.buried.set(n);
+            if n.is_multiple_of(BATCH) {
                 let head = g.head.replace(std::ptr::null());
                 // SAFETY: every entry in the chain is finalized; threads that may still
                 // read them are pinned, and this defer frees only after they unpin.
                 unsafe { guard.defer_unchecked(move || free_chain(head)) };
-                g.chains.set(g.chains.get() + 1);
-                if g.chains.get() == FLUSH_EVERY {
-                    g.chains.set(0);
+                if n.is_multiple_of(FLUSH_PERIOD) {
                     guard.flush();
                 }
             }
